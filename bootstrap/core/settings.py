@@ -1,0 +1,142 @@
+"""Settings: every knob of the bootstrap process, validated once, with the windows derived from them.
+
+The anchor's freshness window (3 s) was a constant unrelated to the probe interval, so at a 5 s
+interval answers were never all fresh at once and no cluster formed. Here no window is
+configurable on its own: :attr:`Settings.observation_ttl` and :attr:`Settings.watch_push_interval`
+are derived from the probe settings, so they stay right for any interval.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from .errors import UsageError
+
+__all__ = ["Settings"]
+
+
+def _duration(instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{attribute.name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{attribute.name} must be a finite number of seconds > 0, got {value!r}")
+
+
+def _jitter(instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise UsageError(f"{attribute.name} must be in [0, 1), got {value!r}")
+
+
+def _count(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+def _optional_count(instance: Any, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None:
+        _count(instance, attribute, value)  # type: ignore[arg-type]
+
+
+def _flag(instance: Any, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise UsageError(f"{attribute.name} must be True or False, got {value!r}")
+
+
+def _port(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise UsageError(f"{attribute.name} must be a port number in 1..65535, got {value!r}")
+
+
+def _field(default: Any, validator: Any, help: str) -> Any:
+    # The help text is the single source for the settings reference page and the CLI help.
+    return attrs.field(default=default, validator=validator, metadata={"help": help})
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """How a node bootstraps. All durations are in seconds. See ``docs/settings.md``."""
+
+    required_contact_points: int = _field(
+        2, _count, "fresh answers (this node included) needed before a new cluster is formed"
+    )
+    contact_with_all_contact_points: bool = _field(
+        True, _flag, "every discovered contact point must have a fresh answer before forming"
+    )
+    new_cluster_enabled: bool = _field(
+        True, _flag, "may this node form a new cluster at all (joining is always allowed)"
+    )
+    stable_margin: float = _field(
+        5.0, _duration, "the discovered set must be unchanged this long before forming"
+    )
+    expected_contact_points: int | None = _field(
+        None,
+        _optional_count,
+        "if set and exactly this many are discovered, all fresh and in no cluster, "
+        "form without waiting out the stable margin",
+    )
+    discovery_interval: float = _field(1.0, _duration, "base delay between lookups")
+    discovery_backoff_max: float = _field(
+        15.0, _duration, "cap of the exponential backoff after failed lookups"
+    )
+    discovery_jitter: float = _field(
+        0.2, _jitter, "each lookup delay is scaled by a uniform factor in [1-j, 1+j]"
+    )
+    discovery_timeout: float = _field(3.0, _duration, "a lookup is cancelled after this")
+    probe_interval: float = _field(
+        1.0, _duration, "delay between probes of one healthy contact point"
+    )
+    probe_jitter: float = _field(
+        0.2, _jitter, "each probe delay is scaled by a uniform factor in [1-j, 1+j]"
+    )
+    probe_timeout: float = _field(3.0, _duration, "one probe is cancelled after this")
+    probe_backoff_max: float = _field(
+        15.0, _duration, "cap of the per-contact-point backoff after consecutive failures"
+    )
+    fallback_port: int = _field(8558, _port, "port for contact points discovered without one")
+    filter_on_fallback_port: bool = _field(
+        True, _flag, "when a host is discovered with several ports, keep only the fallback port"
+    )
+    max_seed_nodes: int = _field(
+        5, _count, "seed nodes handed to a join, and advertised by the endpoint"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.discovery_backoff_max < self.discovery_interval:
+            raise UsageError(
+                f"discovery_backoff_max ({self.discovery_backoff_max}) must be >= "
+                f"discovery_interval ({self.discovery_interval})"
+            )
+        if self.probe_backoff_max < self.probe_interval:
+            raise UsageError(
+                f"probe_backoff_max ({self.probe_backoff_max}) must be >= "
+                f"probe_interval ({self.probe_interval})"
+            )
+
+    @property
+    def observation_ttl(self) -> float:
+        """How long an answer counts as fresh: the longest gap between two answers of a healthy peer.
+
+        The next probe of a healthy peer is sent at most ``probe_interval * (1 + probe_jitter)``
+        after its last answer and is answered within ``probe_timeout`` or fails, so a peer that
+        keeps answering is never stale, whatever the interval.
+        """
+        return self.probe_interval * (1 + self.probe_jitter) + self.probe_timeout
+
+    @property
+    def watch_push_interval(self) -> float:
+        """Longest gap between two documents a watch endpoint pushes.
+
+        It is the shortest possible probe delay, so a watched peer's answer always arrives
+        before the machine's own probe of it falls due, and no poll is sent on top of a watch.
+        """
+        return self.probe_interval * (1 - self.probe_jitter)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name -> one-line description (the source of the docs and CLI help)."""
+        return {field.name: field.metadata["help"] for field in attrs.fields(cls)}
