@@ -54,7 +54,9 @@ def _canonical_host(host: object) -> str:
     name = text.lower().removesuffix(".")
     labels = name.split(".")
     if len(name) > _MAX_HOSTNAME or not all(_LABEL.match(label) for label in labels):
-        raise UsageError(f"contact point host {host!r} is neither an IP address nor a valid hostname")
+        raise UsageError(
+            f"contact point host {host!r} is neither an IP address nor a valid hostname"
+        )
     return name
 
 

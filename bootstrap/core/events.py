@@ -37,7 +37,9 @@ def _contact_point(instance: Any, attribute: attrs.Attribute[Any], value: object
         raise UsageError(f"{attribute.name} must be a ContactPoint, got {value!r}")
 
 
-def _contact_points(instance: Any, attribute: attrs.Attribute[Any], value: tuple[object, ...]) -> None:
+def _contact_points(
+    instance: Any, attribute: attrs.Attribute[Any], value: tuple[object, ...]
+) -> None:
     for item in value:
         _contact_point(instance, attribute, item)
 
@@ -119,7 +121,12 @@ class ContactedBy:
 
 
 Event = (
-    ContactPointsDiscovered | DiscoveryFailed | ProbeSucceeded | ProbeFailed | JoinFailed | ContactedBy
+    ContactPointsDiscovered
+    | DiscoveryFailed
+    | ProbeSucceeded
+    | ProbeFailed
+    | JoinFailed
+    | ContactedBy
 )
 
 # --- actions ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Settings: every knob of the bootstrap process, validated once, with the windows derived from them.
+"""Settings: every knob of the bootstrap process, validated once, with windows derived from them.
 
 The anchor's freshness window (3 s) was a constant unrelated to the probe interval, so at a 5 s
 interval answers were never all fresh at once and no cluster formed. Here no window is
@@ -37,7 +37,9 @@ def _count(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
         raise UsageError(f"{attribute.name} must be an integer >= 1, got {value!r}")
 
 
-def _optional_count(instance: Any, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+def _optional_count(
+    instance: Any, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
     if value is not None:
         _count(instance, attribute, value)  # type: ignore[arg-type]
 
@@ -119,7 +121,7 @@ class Settings:
 
     @property
     def observation_ttl(self) -> float:
-        """How long an answer counts as fresh: the longest gap between two answers of a healthy peer.
+        """How long an answer counts as fresh: the longest gap between answers of a healthy peer.
 
         The next probe of a healthy peer is sent at most ``probe_interval * (1 + probe_jitter)``
         after its last answer and is answered within ``probe_timeout`` or fails, so a peer that

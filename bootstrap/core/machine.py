@@ -1,0 +1,581 @@
+"""The bootstrap state machine: sans-IO, driven by events and a clock the caller owns.
+
+Rules of operation (aioquic's shape):
+
+* Every input carries ``now`` (seconds, monotonic, never backwards); the machine never reads a
+  clock and draws randomness only from the injected ``random.Random``.
+* Outputs are queued actions, drained with :meth:`BootstrapMachine.next_action`: a timer can
+  create work nobody asked for.
+* The machine reports :meth:`next_deadline`; the driver calls :meth:`handle_timer` with
+  ``max(deadline, now)``. Before the deadline a timer call changes nothing.
+* Policy lives here: when to look up, whom to probe when, backoff, freshness and the decision
+  (``decision.py``). Drivers only perform actions and report results as events.
+* Misuse by the caller raises :class:`UsageError`. Bad data from a peer never raises: it arrives
+  as ``ProbeFailed`` or is ignored. After an unexpected internal error the machine refuses
+  further input rather than act on a state it cannot trust.
+
+Pacing (DESIGN section 3): one lookup at start, at most one outstanding; after success the next
+is due in ``discovery_interval * U[1-j, 1+j]``, after the k-th consecutive failure in
+``min(discovery_backoff_max, discovery_interval * 2**k * U)``. Probes: a newly discovered contact
+point is probed at once, at most one ``Probe`` outstanding per contact point, then the same
+scheme with the probe settings. Any answer, solicited or pushed over a watch, pushes that peer's
+next probe back a full interval: a watch that pushes every ``watch_push_interval`` therefore
+never sees a poll on top.
+
+Freshness: an answer observed at ``t`` is fresh while ``now <= t + observation_ttl``; it expires
+only by age, never because a later probe failed (the anchor threw fresh answers away on one
+timeout). The first instant it is stale is a deadline, so a decision that depends on it (the
+lowest fresh contact point, without ``contact_with_all_contact_points``) is not delayed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+from .backoff import backoff_delay, jittered
+from .contact_point import ContactPoint, select_contact_points
+from .decision import SeededAnswer, Waiting, choose_cluster, decide
+from .errors import UsageError
+from .events import (
+    Action,
+    ContactedBy,
+    ContactPointsDiscovered,
+    Decision,
+    DiscoveryFailed,
+    Event,
+    JoinFailed,
+    JoinSeedNodes,
+    JoinSelf,
+    Lookup,
+    Probe,
+    ProbeFailed,
+    ProbeSucceeded,
+    StopProbing,
+)
+from .settings import Settings
+from .status import ContactPointStatus, Phase, Status
+
+__all__ = ["BootstrapMachine"]
+
+_TimerKind = Literal["lookup", "probe", "expire", "stable", "retry"]
+
+
+class _Peer:
+    """What the machine knows about one discovered contact point other than itself."""
+
+    __slots__ = (
+        "cluster_id",
+        "consecutive_failures",
+        "contact_point",
+        "expires_at",
+        "last_failure",
+        "next_probe_at",
+        "observed_at",
+        "outstanding",
+        "seed_nodes",
+    )
+
+    def __init__(self, contact_point: ContactPoint, now: float) -> None:
+        self.contact_point = contact_point
+        self.observed_at: float | None = None
+        # First instant at which the answer is stale; -inf: no answer counts.
+        self.expires_at = -math.inf
+        self.seed_nodes: tuple[str, ...] = ()
+        self.cluster_id: str | None = None
+        self.consecutive_failures = 0
+        self.last_failure: str | None = None
+        self.outstanding = False
+        self.next_probe_at = now
+
+
+class BootstrapMachine:
+    """Decides, from discovery results and probe answers, whether to form or join a cluster."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        self_contact_point: ContactPoint,
+        self_node: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(settings, Settings):
+            raise UsageError(f"settings must be a Settings, got {settings!r}")
+        if not isinstance(self_contact_point, ContactPoint):
+            raise UsageError(
+                f"self_contact_point must be a ContactPoint, got {self_contact_point!r}"
+            )
+        if not isinstance(self_node, str) or not self_node:
+            raise UsageError(f"self_node must be a non-empty string, got {self_node!r}")
+        self._settings = settings
+        # Discovery applies the fallback port to what it finds; do the same to ourselves so a
+        # node configured without a port still recognises itself.
+        if self_contact_point.port is None:
+            self_contact_point = self_contact_point.with_port(settings.fallback_port)
+        self._self_contact_point = self_contact_point
+        self._self_node = self_node
+        self._rng = rng if rng is not None else random.Random()
+
+        self._started = False
+        self._broken: BaseException | None = None
+        self._now = -math.inf
+        self._actions: deque[Action] = deque()
+        self._timers: list[tuple[float, int, _TimerKind, _Peer | None]] = []
+        self._timer_sequence = itertools.count()
+
+        # Discovery.
+        self._lookup_outstanding = False
+        self._lookup_due: float | None = None
+        self._lookup_failures = 0
+        self._last_lookup_result_at = -math.inf
+        self._discovery_succeeded = False  # the last lookup succeeded
+        self._discovery_failure: str | None = None
+        self._ever_discovered = False
+
+        # Contact points. ``_discovered`` is sorted and includes self when discovery returns it.
+        self._discovered: tuple[ContactPoint, ...] = ()
+        self._peers: dict[ContactPoint, _Peer] = {}
+        self._fresh: set[ContactPoint] = set()
+        self._seeded: dict[ContactPoint, SeededAnswer] = {}
+        self._stable_at = math.inf
+
+        # Decision.
+        self._decision: Decision | None = None
+        self._verdict: Decision | Waiting = Waiting(
+            "not-started", lambda: "not started: call start(now)"
+        )
+        self._dirty = True
+        self._join_retry_at = -math.inf
+        self._join_failure: str | None = None
+
+    # --- public API ---------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def self_contact_point(self) -> ContactPoint:
+        return self._self_contact_point
+
+    @property
+    def decision(self) -> JoinSelf | JoinSeedNodes | None:
+        """The decision emitted, if any (cleared by ``JoinFailed``)."""
+        return self._decision
+
+    def start(self, now: float) -> None:
+        """Begin: the first lookup is due at once."""
+        self._check_usable()
+        if self._started:
+            raise UsageError("start() was already called")
+        self._check_time(now)
+        self._started = True
+        self._lookup_due = now
+        self._schedule(now, "lookup", None)
+        self._guarded(self._advance)
+
+    def handle(self, event: Event, now: float) -> None:
+        """Feed one event that happened at ``now``."""
+        self._check_usable()
+        if not self._started:
+            raise UsageError(f"{type(event).__name__} handled before start(now)")
+        self._check_time(now)
+        self._guarded(lambda: self._handle(event))
+
+    def handle_timer(self, now: float) -> None:
+        """Do whatever has fallen due by ``now``; a no-op before :meth:`next_deadline`."""
+        self._check_usable()
+        if not self._started:
+            raise UsageError("handle_timer() called before start(now)")
+        self._check_time(now)
+        self._guarded(self._advance)
+
+    def next_deadline(self) -> float:
+        """When :meth:`handle_timer` next has work to do; ``math.inf`` when nothing is pending."""
+        if not self._started or self._broken is not None:
+            return math.inf
+        timers = self._timers
+        while timers and not self._timer_is_live(*timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else math.inf
+
+    def next_action(self) -> Action | None:
+        """The next action to carry out, or ``None`` when the queue is empty."""
+        return self._actions.popleft() if self._actions else None
+
+    @property
+    def status(self) -> Status:
+        """A snapshot: phase, what the node waits for (in plain English), and each contact point."""
+        now = self._now
+        points = []
+        for contact_point in self._discovered:
+            peer = self._peers.get(contact_point)
+            if peer is None:  # this node: its own answer is synthetic and always fresh
+                points.append(
+                    ContactPointStatus(
+                        contact_point=contact_point,
+                        fresh=True,
+                        last_observed_at=now,
+                        seed_nodes=(),
+                        consecutive_failures=0,
+                    )
+                )
+            else:
+                points.append(
+                    ContactPointStatus(
+                        contact_point=contact_point,
+                        fresh=contact_point in self._fresh,
+                        last_observed_at=peer.observed_at,
+                        seed_nodes=peer.seed_nodes,
+                        consecutive_failures=peer.consecutive_failures,
+                    )
+                )
+        return Status(
+            phase=self._phase(),
+            reason=self._reason(),
+            decision=self._decision,
+            contact_points=tuple(points),
+        )
+
+    # --- input checks -------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._broken is not None:
+            raise UsageError(
+                f"the machine failed earlier ({self._broken!r}) and accepts no more input"
+            )
+
+    def _check_time(self, now: float) -> None:
+        if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+            raise UsageError(f"now must be a finite number of seconds, got {now!r}")
+        if now < self._now:
+            raise UsageError(f"time went backwards: now={now!r} after {self._now!r}")
+        self._now = float(now)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except UsageError:
+            raise
+        except Exception as error:
+            self._broken = error
+            raise
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def _schedule(self, when: float, kind: _TimerKind, peer: _Peer | None) -> None:
+        heapq.heappush(self._timers, (when, next(self._timer_sequence), kind, peer))
+
+    def _timer_is_live(
+        self, when: float, sequence: int, kind: _TimerKind, peer: _Peer | None
+    ) -> bool:
+        # Timers are never removed from the heap; an entry is live only while it still matches
+        # the state it was scheduled for (lazy deletion keeps every update O(log n)).
+        if self._decision is not None:
+            return False
+        if kind == "lookup":
+            return not self._lookup_outstanding and self._lookup_due == when
+        if kind == "stable":
+            return self._stable_at == when
+        if kind == "retry":
+            return self._join_retry_at == when
+        assert peer is not None  # internal invariant: peer timers always carry their peer
+        if self._peers.get(peer.contact_point) is not peer:
+            return False
+        if kind == "probe":
+            return not peer.outstanding and peer.next_probe_at == when
+        return peer.expires_at == when and peer.contact_point in self._fresh
+
+    def _advance(self) -> None:
+        """Fire every live timer due by now, then re-evaluate the decision if anything changed."""
+        now = self._now
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            if self._timer_is_live(*entry):
+                self._fire(entry[2], entry[3])
+        if self._dirty and self._decision is None:
+            self._evaluate()
+
+    def _fire(self, kind: _TimerKind, peer: _Peer | None) -> None:
+        if kind == "lookup":
+            self._lookup_due = None
+            self._lookup_outstanding = True
+            self._actions.append(Lookup())
+        elif kind == "probe":
+            assert peer is not None
+            peer.outstanding = True
+            self._actions.append(Probe(peer.contact_point))
+        elif kind == "expire":
+            assert peer is not None
+            self._fresh.discard(peer.contact_point)
+            self._seeded.pop(peer.contact_point, None)
+            self._dirty = True
+        else:  # "stable" or "retry": the verdict may change now
+            self._dirty = True
+
+    def _schedule_lookup(self, when: float) -> None:
+        self._lookup_due = when
+        self._schedule(when, "lookup", None)
+
+    def _schedule_probe(self, peer: _Peer, when: float) -> None:
+        peer.next_probe_at = when
+        self._schedule(when, "probe", peer)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        # Fire what fell due before this event first, so the event meets a state that is
+        # current at ``now`` (an answer that expired a moment ago is stale, not fresh).
+        self._advance()
+        if isinstance(event, ProbeSucceeded):
+            self._on_probe_succeeded(event)
+        elif isinstance(event, ProbeFailed):
+            self._on_probe_failed(event)
+        elif isinstance(event, ContactedBy):
+            self._on_contacted_by(event)
+        elif isinstance(event, ContactPointsDiscovered):
+            self._on_discovered(event)
+        elif isinstance(event, DiscoveryFailed):
+            self._on_discovery_failed(event)
+        elif isinstance(event, JoinFailed):
+            self._on_join_failed(event)
+        else:
+            raise UsageError(f"not an event: {event!r}")
+        self._advance()
+
+    def _on_discovered(self, event: ContactPointsDiscovered) -> None:
+        self._lookup_outstanding = False
+        self._last_lookup_result_at = self._now
+        self._lookup_failures = 0
+        if self._decision is not None:
+            return
+        settings, now = self._settings, self._now
+        self._schedule_lookup(
+            now + jittered(settings.discovery_interval, settings.discovery_jitter, self._rng)
+        )
+        selected = select_contact_points(
+            event.contact_points,
+            fallback_port=settings.fallback_port,
+            filter_on_fallback_port=settings.filter_on_fallback_port,
+        )
+        changed = selected != self._discovered
+        if changed:
+            kept = set(selected)
+            for contact_point in self._discovered:
+                if contact_point not in kept:
+                    self._forget(contact_point)
+            for contact_point in selected:
+                if contact_point != self._self_contact_point and contact_point not in self._peers:
+                    peer = self._peers[contact_point] = _Peer(contact_point, now)
+                    self._schedule_probe(peer, now)  # a newly discovered peer is probed at once
+            self._discovered = selected
+            self._fresh.discard(self._self_contact_point)
+            if self._self_contact_point in kept:
+                self._fresh.add(self._self_contact_point)
+        if changed or not self._discovery_succeeded:
+            # After a failed lookup the stable margin counts again from the first success.
+            self._stable_at = now + settings.stable_margin
+            self._schedule(self._stable_at, "stable", None)
+        self._discovery_succeeded = True
+        self._ever_discovered = True
+        self._discovery_failure = None
+        self._dirty = True
+
+    def _forget(self, contact_point: ContactPoint) -> None:
+        """A contact point left discovery: stop probing it and drop its answer."""
+        self._fresh.discard(contact_point)
+        self._seeded.pop(contact_point, None)
+        if self._peers.pop(contact_point, None) is not None:
+            self._actions.append(StopProbing(contact_point))
+
+    def _on_discovery_failed(self, event: DiscoveryFailed) -> None:
+        self._lookup_outstanding = False
+        self._last_lookup_result_at = self._now
+        self._lookup_failures += 1
+        if self._decision is not None:
+            return
+        settings = self._settings
+        delay = backoff_delay(
+            settings.discovery_interval,
+            self._lookup_failures,
+            settings.discovery_backoff_max,
+            settings.discovery_jitter,
+            self._rng,
+        )
+        self._schedule_lookup(self._now + delay)
+        # Keep the contact points we have (probing and joining go on) but form nothing new
+        # until discovery is trustworthy again.
+        self._discovery_succeeded = False
+        self._discovery_failure = event.reason
+        self._dirty = True
+
+    def _on_probe_succeeded(self, event: ProbeSucceeded) -> None:
+        peer = self._peers.get(event.contact_point)
+        if peer is None or self._decision is not None:
+            return  # not (or no longer) discovered, or we are done: nothing to learn
+        settings, now = self._settings, self._now
+        peer.outstanding = False
+        peer.consecutive_failures = 0
+        peer.observed_at = now
+        peer.expires_at = math.nextafter(now + settings.observation_ttl, math.inf)
+        self._schedule(peer.expires_at, "expire", peer)
+        self._schedule_probe(
+            peer, now + jittered(settings.probe_interval, settings.probe_jitter, self._rng)
+        )
+
+        seed_nodes = tuple(node for node in event.seed_nodes if node != self._self_node)
+        contact_point = event.contact_point
+        if contact_point not in self._fresh:
+            self._fresh.add(contact_point)
+            self._dirty = True
+        if seed_nodes != peer.seed_nodes or event.cluster_id != peer.cluster_id:
+            self._dirty = True
+        peer.seed_nodes, peer.cluster_id = seed_nodes, event.cluster_id
+        if seed_nodes:
+            self._seeded[contact_point] = SeededAnswer(contact_point, seed_nodes, event.cluster_id)
+        elif self._seeded.pop(contact_point, None) is not None:
+            self._dirty = True
+
+    def _on_probe_failed(self, event: ProbeFailed) -> None:
+        peer = self._peers.get(event.contact_point)
+        if peer is None or self._decision is not None:
+            return
+        settings = self._settings
+        peer.outstanding = False
+        peer.consecutive_failures += 1
+        peer.last_failure = event.reason
+        delay = backoff_delay(
+            settings.probe_interval,
+            peer.consecutive_failures,
+            settings.probe_backoff_max,
+            settings.probe_jitter,
+            self._rng,
+        )
+        # The answer we hold stays: it expires by age only.
+        self._schedule_probe(peer, self._now + delay)
+
+    def _on_contacted_by(self, event: ContactedBy) -> None:
+        if self._decision is not None or event.contact_point == self._self_contact_point:
+            return
+        now = self._now
+        peer = self._peers.get(event.contact_point)
+        if peer is not None:
+            # It just reached us, so it is alive: a peer we were backing off from is probed
+            # at once instead of after up to probe_backoff_max (a late starter is confirmed
+            # within a round trip).
+            if peer.consecutive_failures > 0 and not peer.outstanding:
+                peer.consecutive_failures = 0
+                self._schedule_probe(peer, now)
+            return
+        if self._lookup_outstanding:
+            return
+        # An unknown peer: discovery is behind. Look up at once, but never closer than the
+        # regular pace to the last lookup, so a crowd of unknown probers cannot turn into a
+        # lookup storm against the discovery backend.
+        settings = self._settings
+        earliest = self._last_lookup_result_at + settings.discovery_interval * (
+            1 - settings.discovery_jitter
+        )
+        when = max(now, earliest)
+        if self._lookup_due is None or when < self._lookup_due:
+            self._schedule_lookup(when)
+
+    def _on_join_failed(self, event: JoinFailed) -> None:
+        if self._decision is None:
+            raise UsageError("JoinFailed handled while no decision is outstanding")
+        settings, now = self._settings, self._now
+        self._decision = None
+        self._join_failure = event.reason
+        self._join_retry_at = now + jittered(
+            settings.probe_interval, settings.probe_jitter, self._rng
+        )
+        self._schedule(self._join_retry_at, "retry", None)
+        # Answers from before the failure described a world in which the join should have
+        # worked: they no longer count. Probing resumes after one probe period.
+        self._seeded.clear()
+        self._fresh.intersection_update({self._self_contact_point})
+        for peer in self._peers.values():
+            peer.expires_at = -math.inf
+            peer.seed_nodes, peer.cluster_id = (), None
+            peer.outstanding = False
+            peer.consecutive_failures = 0
+            self._schedule_probe(peer, self._join_retry_at)
+        if not self._lookup_outstanding:
+            self._schedule_lookup(now)
+        self._dirty = True
+
+    # --- decision -----------------------------------------------------------------------------
+
+    def _evaluate(self) -> None:
+        self._dirty = False
+        verdict = decide(
+            settings=self._settings,
+            now=self._now,
+            self_contact_point=self._self_contact_point,
+            discovered=self._discovered,
+            fresh=self._fresh,
+            seeded=self._seeded.values(),
+            discovery_succeeded=self._discovery_succeeded,
+            discovery_failure=self._discovery_failure,
+            stable_at=self._stable_at,
+            join_retry_at=self._join_retry_at,
+            join_failure=self._join_failure,
+            describe_missing=self._describe_missing,
+        )
+        self._verdict = verdict
+        if isinstance(verdict, Waiting):
+            return
+        self._decision = verdict
+        self._actions.append(verdict)
+        # Decided: close every probe connection once. The management server keeps serving.
+        for contact_point in sorted(self._peers):
+            self._peers[contact_point].outstanding = False
+            self._actions.append(StopProbing(contact_point))
+
+    def _describe_missing(self) -> str:
+        now = self._now
+        missing = [cp for cp in self._discovered if cp not in self._fresh]
+        if not missing:
+            return "all contact points answered"
+        peer = self._peers[missing[0]]
+        if peer.observed_at is None:
+            detail = "never answered"
+        else:
+            detail = f"last {now - peer.observed_at:.1f} s ago"
+        if peer.last_failure is not None:
+            detail += f"; last failure: {peer.last_failure}"
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        return f"no fresh answer from {missing[0]} ({detail}){more}"
+
+    def _phase(self) -> Phase:
+        if self._decision is not None:
+            return Phase.DECIDED
+        if not self._ever_discovered or not self._peers:
+            return Phase.DISCOVERING
+        return Phase.PROBING
+
+    def _reason(self) -> str:
+        decision = self._decision
+        if isinstance(decision, JoinSelf):
+            return (
+                f"formed a new cluster: {self._self_contact_point} is the lowest of "
+                f"{len(self._fresh)} contact points with a fresh answer"
+            )
+        if isinstance(decision, JoinSeedNodes):
+            reason = f"joining the cluster of seed nodes {', '.join(decision.seed_nodes)}"
+            _, clusters = choose_cluster(self._seeded.values())
+            if len(clusters) > 1:
+                reason += f"; multiple clusters observed: {', '.join(clusters)}"
+            return reason
+        if not self._started:
+            return "not started: call start(now)"
+        if isinstance(self._verdict, Waiting):
+            return self._verdict.reason
+        return "deciding"  # pragma: no cover - a decision is always recorded with its verdict

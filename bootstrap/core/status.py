@@ -1,0 +1,41 @@
+"""What a node reports about itself: phase, the reason it waits, and each contact point's state."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from .contact_point import ContactPoint
+from .events import Decision
+
+__all__ = ["ContactPointStatus", "Phase", "Status"]
+
+
+class Phase(enum.Enum):
+    """Where the bootstrap process is."""
+
+    DISCOVERING = "discovering"  # no successful lookup yet, or nothing but this node discovered
+    PROBING = "probing"  # peers discovered; probing them until a decision holds
+    DECIDED = "decided"  # a decision was emitted (it stays until a JoinFailed)
+
+
+@attrs.frozen(kw_only=True)
+class ContactPointStatus:
+    """One discovered contact point as the machine sees it."""
+
+    contact_point: ContactPoint
+    fresh: bool
+    last_observed_at: float | None
+    seed_nodes: tuple[str, ...]
+    consecutive_failures: int
+
+
+@attrs.frozen(kw_only=True)
+class Status:
+    """A snapshot of the machine: ``reason`` says in plain English what it is waiting for."""
+
+    phase: Phase
+    reason: str
+    decision: Decision | None
+    contact_points: tuple[ContactPointStatus, ...]
