@@ -50,11 +50,11 @@ class Waiting:
     """No decision yet; ``rule`` names the rule that holds the node back."""
 
     rule: str
-    _explain: Callable[[], str] = attrs.field(alias="explain", repr=False, eq=False)
+    _explain: Callable[[float], str] = attrs.field(alias="explain", repr=False, eq=False)
 
-    @property
-    def reason(self) -> str:
-        return self._explain()
+    def reason_at(self, now: float) -> str:
+        """The plain-English reason, worded for ``now`` (ages are as of then)."""
+        return self._explain(now)
 
 
 def _seconds(value: float) -> str:
@@ -89,7 +89,7 @@ def decide(
     stable_at: float,
     join_retry_at: float,
     join_failure: str | None,
-    describe_missing: Callable[[], str],
+    describe_missing: Callable[[float], str],
 ) -> Decision | Waiting:
     """Apply the rules above to the machine's current view.
 
@@ -101,9 +101,9 @@ def decide(
     if now < join_retry_at:
         return Waiting(
             "join-retry",
-            lambda: (
+            lambda t: (
                 f"the last join failed ({join_failure}); probing again before the next "
-                f"decision in {_seconds(join_retry_at - now)}"
+                f"decision in {_seconds(join_retry_at - t)}"
             ),
         )
 
@@ -113,10 +113,10 @@ def decide(
 
     if not discovery_succeeded:
         if discovery_failure is None:
-            return Waiting("discovery", lambda: "waiting for the first discovery lookup")
+            return Waiting("discovery", lambda t: "waiting for the first discovery lookup")
         return Waiting(
             "discovery",
-            lambda: (
+            lambda t: (
                 f"discovery failed ({discovery_failure}); joining an existing cluster "
                 "still works, but no new cluster is formed until a lookup succeeds"
             ),
@@ -124,7 +124,7 @@ def decide(
     if not settings.new_cluster_enabled:
         return Waiting(
             "new-cluster-disabled",
-            lambda: (
+            lambda t: (
                 "waiting for a contact point to report seed nodes "
                 "(new_cluster_enabled is off: this node never forms a cluster)"
             ),
@@ -132,7 +132,7 @@ def decide(
     if self_contact_point not in fresh:
         return Waiting(
             "self-not-discovered",
-            lambda: (
+            lambda t: (
                 f"this node's contact point {self_contact_point} is not among the "
                 f"{len(discovered)} discovered contact points; it can join an existing cluster "
                 "but will not form one"
@@ -142,7 +142,7 @@ def decide(
     if len(fresh) < settings.required_contact_points:
         return Waiting(
             "required-contact-points",
-            lambda: (
+            lambda t: (
                 f"confirmed {len(fresh)} of {settings.required_contact_points} "
                 "required contact points"
             ),
@@ -153,8 +153,8 @@ def decide(
     if now < stable_at and not expected_fast_path:
         return Waiting(
             "stable-margin",
-            lambda: (
-                f"discovery changed {_seconds(now - (stable_at - settings.stable_margin))} "
+            lambda t: (
+                f"discovery changed {_seconds(t - (stable_at - settings.stable_margin))} "
                 f"ago, stable margin {_seconds(settings.stable_margin)}"
             ),
         )
@@ -165,5 +165,5 @@ def decide(
     # With every discovered contact point fresh the lowest is the first; otherwise scan.
     lowest = discovered[0] if all_fresh else min(fresh)
     if lowest != self_contact_point:
-        return Waiting("lowest-forms", lambda: f"expecting {lowest} to form the cluster")
+        return Waiting("lowest-forms", lambda t: f"expecting {lowest} to form the cluster")
     return JoinSelf()

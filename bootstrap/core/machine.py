@@ -148,7 +148,7 @@ class BootstrapMachine:
         # Decision.
         self._decision: Decision | None = None
         self._verdict: Decision | Waiting = Waiting(
-            "not-started", lambda: "not started: call start(now)"
+            "not-started", lambda t: "not started: call start(now)"
         )
         self._dirty = True
         self._join_retry_at = -math.inf
@@ -539,8 +539,7 @@ class BootstrapMachine:
             self._peers[contact_point].outstanding = False
             self._actions.append(StopProbing(contact_point))
 
-    def _describe_missing(self) -> str:
-        now = self._now
+    def _describe_missing(self, now: float) -> str:
         missing = [cp for cp in self._discovered if cp not in self._fresh]
         if not missing:
             return "all contact points answered"
@@ -577,5 +576,5 @@ class BootstrapMachine:
         if not self._started:
             return "not started: call start(now)"
         if isinstance(self._verdict, Waiting):
-            return self._verdict.reason
+            return self._verdict.reason_at(self._now)
         return "deciding"  # pragma: no cover - a decision is always recorded with its verdict

@@ -1,0 +1,395 @@
+"""The seed-nodes document: what ``GET /bootstrap/seed-nodes`` serves and every watch pushes.
+
+The shape is Akka Management's (DESIGN section 4), so we read what real Akka JVM nodes serve,
+plus two optional extensions, ``clusterId`` and ``serviceName``::
+
+    {"selfNode": "akka://sys@10.0.0.5:25520",
+     "seedNodes": [{"node": "akka://sys@10.0.0.3:25520", "nodeUid": -4243213921,
+                    "status": "Up", "roles": ["dc-default"]}],
+     "clusterId": "0b6f...", "serviceName": "svc"}
+
+Rules:
+
+* The reader is strict and total: any bytes either decode to a :class:`SeedNodesDocument` or
+  raise :class:`ProtocolError` whose message names the offending field, because that message
+  becomes the ``ProbeFailed`` reason an operator reads. No other exception escapes.
+* Everything is bounded, and checked in the order that keeps the work bounded: the body length
+  before decoding, the nesting depth before parsing, list lengths before iterating. The limits
+  are the ``MAX_*`` constants below.
+* ``selfNode`` and each member's ``node`` are required non-empty strings; ``nodeUid`` (a JVM
+  ``Long``, so signed 64-bit and often negative), ``status`` and ``roles`` are optional with the
+  defaults of :class:`Member`, because some Akka versions leave them out. ``clusterId`` and
+  ``serviceName`` are a string, null or absent. Unknown fields are ignored everywhere.
+* Our own values are validated when built, with the same rules and limits, but a wrong value
+  there is our bug, so it raises :class:`UsageError`. The writer never sends a document that a
+  reader would refuse, so ``decode_seed_nodes(encode_seed_nodes(doc)) == doc``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from .errors import ProtocolError, UsageError
+
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_DOCUMENT_SEED_NODES",
+    "MAX_NAME_CHARS",
+    "MAX_NESTING_DEPTH",
+    "MAX_NODE_CHARS",
+    "MAX_ROLES",
+    "Member",
+    "SeedNodesDocument",
+    "check_service_name",
+    "decode_seed_nodes",
+    "encode_seed_nodes",
+]
+
+#: Largest body a reader accepts, in bytes; larger bodies are refused before being decoded.
+MAX_DOCUMENT_BYTES = 64 * 1024
+#: Deepest nesting of arrays and objects a reader accepts. A valid document needs 4 (document,
+#: ``seedNodes``, member, ``roles``); the rest is headroom for extensions in unknown fields.
+MAX_NESTING_DEPTH = 16
+#: Longest ``selfNode`` or ``node`` address, in characters.
+MAX_NODE_CHARS = 1024
+#: Longest role, ``status``, ``clusterId`` or ``serviceName``, in characters.
+MAX_NAME_CHARS = 256
+#: Most members one document may list. Deliberately far above ``Settings.max_seed_nodes``: an
+#: Akka node lists every Up member of its cluster, not just a few.
+MAX_DOCUMENT_SEED_NODES = 1000
+#: Most roles one member may carry.
+MAX_ROLES = 64
+
+_MIN_NODE_UID = -(2**63)
+_MAX_NODE_UID = 2**63 - 1
+
+# Splits a JSON text into the tokens that matter for nesting: whole strings (skipped, so a "[" in
+# a string does not count) and brackets. A string token runs to its closing quote or, if it has
+# none, to the end of the text, so every '"' starts a match and the scan stays linear (had an
+# unterminated string failed to match, the search would retry at each later quote: quadratic on
+# a body like "\"\"\"...). The parser fails inside such a string without nesting any deeper.
+_NESTING_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[{]|[\]}]', re.DOTALL)
+
+
+# --- shared checks ----------------------------------------------------------------------------
+# One set of checks serves both directions; only the error class and the way a field is named
+# differ (``seedNodes[2].node`` on the wire, ``Member.node`` in our code).
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _check_text(
+    value: object, where: str, error: type[ValueError], *, max_chars: int, non_empty: bool
+) -> str:
+    if not isinstance(value, str):
+        kind = "a non-empty string" if non_empty else "a string"
+        raise error(f"{where} must be {kind}, got {_json_type(value)}")
+    if non_empty and not value:
+        raise error(f"{where} must be a non-empty string, got an empty one")
+    if len(value) > max_chars:
+        raise error(f"{where} is {len(value)} characters long, the limit is {max_chars}")
+    if not value.isascii():
+        # JSON's \ud800 escapes can smuggle in lone surrogates, which are not text: they would
+        # make the writer (and any log line or header carrying the value) fail to encode.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise error(
+                f"{where} contains an unpaired surrogate, which is not valid text"
+            ) from None
+    return value
+
+
+def _check_optional_name(value: object, where: str, error: type[ValueError]) -> str | None:
+    if value is None:
+        return None
+    return _check_text(value, where, error, max_chars=MAX_NAME_CHARS, non_empty=False)
+
+
+def _check_node_uid(value: object, where: str, error: type[ValueError]) -> int:
+    # bool is an int subclass, but ``true`` is not a uid.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"{where} must be an integer, got {_json_type(value)}")
+    if not _MIN_NODE_UID <= value <= _MAX_NODE_UID:
+        raise error(f"{where} is {value}, outside the signed 64-bit range of a JVM Long")
+    return value
+
+
+def _check_count(
+    items: tuple[Any, ...] | list[Any],
+    where: str,
+    error: type[ValueError],
+    *,
+    limit: int,
+    what: str,
+) -> None:
+    if len(items) > limit:
+        raise error(f"{where} lists {len(items)} {what}, the limit is {limit}")
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+def _to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    if isinstance(value, str | bytes):
+        # A lone string is a sequence of characters: never what the caller meant.
+        raise UsageError(f"expected a sequence of values, got the string {value!r}")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise UsageError(f"expected a sequence of values, got {value!r}") from None
+
+
+def _owner(instance: object, attribute: attrs.Attribute[Any]) -> str:
+    return f"{type(instance).__name__}.{attribute.name}"
+
+
+def _node(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    where = _owner(instance, attribute)
+    _check_text(value, where, UsageError, max_chars=MAX_NODE_CHARS, non_empty=True)
+
+
+def _node_uid(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_node_uid(value, _owner(instance, attribute), UsageError)
+
+
+def _name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    where = _owner(instance, attribute)
+    _check_text(value, where, UsageError, max_chars=MAX_NAME_CHARS, non_empty=False)
+
+
+def _optional_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_optional_name(value, _owner(instance, attribute), UsageError)
+
+
+def _roles(instance: object, attribute: attrs.Attribute[Any], value: tuple[object, ...]) -> None:
+    where = _owner(instance, attribute)
+    _check_count(value, where, UsageError, limit=MAX_ROLES, what="roles")
+    for index, role in enumerate(value):
+        _check_text(
+            role, f"{where}[{index}]", UsageError, max_chars=MAX_NAME_CHARS, non_empty=False
+        )
+
+
+def _members(instance: object, attribute: attrs.Attribute[Any], value: tuple[object, ...]) -> None:
+    where = _owner(instance, attribute)
+    _check_count(value, where, UsageError, limit=MAX_DOCUMENT_SEED_NODES, what="members")
+    for index, member in enumerate(value):
+        if not isinstance(member, Member):
+            raise UsageError(f"{where}[{index}] must be a Member, got {member!r}")
+
+
+@attrs.frozen
+class Member:
+    """One entry of ``seedNodes``: a cluster member's address, uid, status and roles.
+
+    ``node`` is the member's cluster address (e.g. ``akka://sys@10.0.0.3:25520``), not its
+    contact point. ``node_uid`` is the incarnation's JVM ``Long`` uid.
+    """
+
+    node: str = attrs.field(validator=_node)
+    node_uid: int = attrs.field(default=0, validator=_node_uid)
+    status: str = attrs.field(default="Up", validator=_name)
+    roles: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple, validator=_roles)
+
+
+@attrs.frozen
+class SeedNodesDocument:
+    """The document a node serves: its own address and the members a newcomer should join.
+
+    ``seed_nodes`` is empty while the node has not joined a cluster. ``cluster_id`` and
+    ``service_name`` are our extensions; ``None`` leaves them out of the encoded document.
+    """
+
+    self_node: str = attrs.field(validator=_node)
+    seed_nodes: tuple[Member, ...] = attrs.field(converter=_to_tuple, validator=_members)
+    cluster_id: str | None = attrs.field(default=None, validator=_optional_name)
+    service_name: str | None = attrs.field(default=None, validator=_optional_name)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def encode_seed_nodes(doc: SeedNodesDocument) -> bytes:
+    """Encode ``doc`` as compact UTF-8 JSON in the Akka shape.
+
+    Raises :class:`UsageError` if ``doc`` is not a :class:`SeedNodesDocument`, or if the encoded
+    body would exceed :data:`MAX_DOCUMENT_BYTES` (every reader would refuse it).
+    """
+    if not isinstance(doc, SeedNodesDocument):
+        raise UsageError(f"encode_seed_nodes() takes a SeedNodesDocument, got {doc!r}")
+    body: dict[str, object] = {
+        "selfNode": doc.self_node,
+        "seedNodes": [
+            {
+                "node": member.node,
+                "nodeUid": member.node_uid,
+                "status": member.status,
+                "roles": list(member.roles),
+            }
+            for member in doc.seed_nodes
+        ],
+    }
+    if doc.cluster_id is not None:
+        body["clusterId"] = doc.cluster_id
+    if doc.service_name is not None:
+        body["serviceName"] = doc.service_name
+    # The values were validated when built (no surrogates, no floats), so this cannot fail.
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise UsageError(
+            f"the encoded seed-nodes document is {len(data)} bytes, over the "
+            f"{MAX_DOCUMENT_BYTES} bytes a reader accepts: list fewer seed nodes"
+        )
+    return data
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _check_nesting(text: str) -> None:
+    # The json module parses nested values by recursion, so a body of a few thousand "[" would
+    # raise RecursionError (or, with a raised recursion limit, crash the interpreter) from inside
+    # json.loads. A linear scan first keeps the parser's recursion bounded by MAX_NESTING_DEPTH.
+    depth = 0
+    for token in _NESTING_TOKENS.finditer(text):
+        first = token.group()[0]
+        if first in "[{":
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                raise ProtocolError(
+                    f"document nests arrays/objects more than {MAX_NESTING_DEPTH} levels deep"
+                )
+        elif first in "]}":
+            # An unmatched close may drive this below the parser's depth, but only after the
+            # point where the parser has already failed, so it never recurses deeper than seen.
+            depth -= 1
+        # Otherwise the token is a whole string: its contents are not structure.
+
+
+def _reject_constant(name: str) -> object:
+    raise ProtocolError(f"document contains {name}, which is not valid JSON")
+
+
+def _field(obj: dict[str, Any], key: str, where: str) -> Any:
+    try:
+        return obj[key]
+    except KeyError:
+        raise ProtocolError(f"{where} is missing") from None
+
+
+def _decode_member(value: object, where: str) -> Member:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where} must be an object, got {_json_type(value)}")
+    node = _check_text(
+        _field(value, "node", f"{where}.node"),
+        f"{where}.node",
+        ProtocolError,
+        max_chars=MAX_NODE_CHARS,
+        non_empty=True,
+    )
+    node_uid = _check_node_uid(value.get("nodeUid", 0), f"{where}.nodeUid", ProtocolError)
+    status = _check_text(
+        value.get("status", "Up"),
+        f"{where}.status",
+        ProtocolError,
+        max_chars=MAX_NAME_CHARS,
+        non_empty=False,
+    )
+    roles = value.get("roles", [])
+    if not isinstance(roles, list):
+        raise ProtocolError(f"{where}.roles must be an array, got {_json_type(roles)}")
+    _check_count(roles, f"{where}.roles", ProtocolError, limit=MAX_ROLES, what="roles")
+    for index, role in enumerate(roles):
+        _check_text(
+            role,
+            f"{where}.roles[{index}]",
+            ProtocolError,
+            max_chars=MAX_NAME_CHARS,
+            non_empty=False,
+        )
+    return Member(node, node_uid, status, roles)
+
+
+def decode_seed_nodes(data: bytes) -> SeedNodesDocument:
+    """Decode a seed-nodes document served by a peer (ours or an Akka JVM node).
+
+    Raises :class:`ProtocolError`, and nothing else, for any input that is not a valid document;
+    its message names the offending field.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise UsageError(f"decode_seed_nodes() takes bytes, got {type(data).__name__}")
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ProtocolError(
+            f"document is {len(data)} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes"
+        )
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            f"document is not valid UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
+    _check_nesting(text)
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except ProtocolError:
+        raise  # from _reject_constant, already explicit (and a ValueError: keep it from below)
+    except ValueError as exc:
+        # JSONDecodeError, or int()'s refusal of a number literal with thousands of digits.
+        raise ProtocolError(f"document is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ProtocolError(f"document must be a JSON object, got {_json_type(parsed)}")
+    self_node = _check_text(
+        _field(parsed, "selfNode", "selfNode"),
+        "selfNode",
+        ProtocolError,
+        max_chars=MAX_NODE_CHARS,
+        non_empty=True,
+    )
+    seed_nodes = _field(parsed, "seedNodes", "seedNodes")
+    if not isinstance(seed_nodes, list):
+        raise ProtocolError(f"seedNodes must be an array, got {_json_type(seed_nodes)}")
+    _check_count(
+        seed_nodes, "seedNodes", ProtocolError, limit=MAX_DOCUMENT_SEED_NODES, what="members"
+    )
+    members = [
+        _decode_member(member, f"seedNodes[{index}]") for index, member in enumerate(seed_nodes)
+    ]
+    cluster_id = _check_optional_name(parsed.get("clusterId"), "clusterId", ProtocolError)
+    service_name = _check_optional_name(parsed.get("serviceName"), "serviceName", ProtocolError)
+    return SeedNodesDocument(self_node, members, cluster_id, service_name)
+
+
+def check_service_name(doc: SeedNodesDocument, expected: str | None) -> None:
+    """Refuse a document served for another service than ``expected``.
+
+    Only a mismatch is refused: a peer that does not send ``serviceName`` (an Akka node) or a
+    reader that expects none accepts anything. Raises :class:`ProtocolError`.
+    """
+    if expected is None or doc.service_name is None or doc.service_name == expected:
+        return
+    raise ProtocolError(
+        f"peer serves service {doc.service_name!r}, expected {expected!r} "
+        "(a recycled address now serving another deployment?)"
+    )
