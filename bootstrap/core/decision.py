@@ -64,7 +64,7 @@ def _seconds(value: float) -> str:
 def choose_cluster(answers: Iterable[SeededAnswer]) -> tuple[list[str], list[str]]:
     """Seed nodes of the cluster to join, and the names of all clusters observed.
 
-    Answers are grouped by ``clusterId`` (answers without one form their own group). Joining a
+    Answers are grouped by ``clusterId`` (all answers without one form one group). Joining a
     mix of two clusters' seed nodes would bridge them, so exactly one group is chosen: the one
     whose lowest seed node sorts first, which every node computes the same way.
     """

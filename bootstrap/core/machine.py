@@ -573,8 +573,6 @@ class BootstrapMachine:
             if len(clusters) > 1:
                 reason += f"; multiple clusters observed: {', '.join(clusters)}"
             return reason
-        if not self._started:
-            return "not started: call start(now)"
         if isinstance(self._verdict, Waiting):
             return self._verdict.reason_at(self._now)
         return "deciding"  # pragma: no cover - a decision is always recorded with its verdict

@@ -608,3 +608,18 @@ def test_contacted_by_self_or_healthy_peer_changes_nothing() -> None:
     assert h.feed(ContactedBy(cp(1))) == []
     assert h.feed(ContactedBy(cp(2))) == []
     assert h.machine.next_deadline() == deadline
+
+
+def test_status_before_start_says_so() -> None:
+    """Before start() the status tells the caller what to do."""
+    h = Harness()
+    assert h.machine.status.reason == "not started: call start(now)"
+    assert h.machine.settings == h.settings
+
+
+def test_contacted_by_unknown_peer_during_a_lookup_waits_for_it() -> None:
+    """While a lookup is outstanding, an unknown prober does not queue another one."""
+    h = Harness()
+    assert h.start() == [Lookup()]
+    assert h.feed(ContactedBy(cp(9)), at=1.0) == []
+    assert h.machine.next_deadline() == math.inf

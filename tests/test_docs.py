@@ -1,0 +1,126 @@
+"""The documentation stays true to the code: generated tables match, names appear, links resolve.
+
+The settings table in ``docs/settings.md`` is generated from ``Settings`` (field, default, help
+text), never edited by hand. After changing a setting, regenerate it from the repository root::
+
+    python -m tests.test_docs
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import attrs
+import pytest
+
+from bootstrap import Settings
+from bootstrap.core import wire
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+SETTINGS_DOC = DOCS / "settings.md"
+DESIGN_DOC = DOCS / "design.md"
+
+TABLE_START = "<!-- settings-table:start -->"
+TABLE_END = "<!-- settings-table:end -->"
+REGENERATE = "python -m tests.test_docs"
+
+# Fenced code blocks and inline code spans: brackets inside them are not links.
+_CODE = re.compile(r"^```.*?^```|`[^`\n]*`", re.MULTILINE | re.DOTALL)
+# Inline links and images ``[text](target "title")``, and reference definitions ``[id]: target``.
+_INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def render_settings_table() -> str:
+    """The settings table exactly as ``docs/settings.md`` must hold it between its markers."""
+    help_texts = Settings.help()
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    for field in attrs.fields(Settings):
+        meaning = help_texts[field.name].replace("|", "\\|")
+        rows.append(f"| `{field.name}` | `{field.default!r}` | {meaning} |")
+    return "\n".join(rows)
+
+
+def _split_settings_doc(text: str) -> tuple[str, str, str]:
+    """(text before the table, the table, text after it), the markers excluded."""
+    before, start, rest = text.partition(TABLE_START)
+    table, end, after = rest.partition(TABLE_END)
+    if not start or not end:
+        raise ValueError(
+            f"{SETTINGS_DOC.relative_to(ROOT)} must contain {TABLE_START} and then {TABLE_END}"
+        )
+    return before, table, after
+
+
+def regenerate_settings_doc() -> bool:
+    """Rewrite the marked block of ``docs/settings.md``; True if the file changed."""
+    text = SETTINGS_DOC.read_text(encoding="utf-8")
+    before, _, after = _split_settings_doc(text)
+    updated = f"{before}{TABLE_START}\n{render_settings_table()}\n{TABLE_END}{after}"
+    if updated == text:
+        return False
+    SETTINGS_DOC.write_text(updated, encoding="utf-8")
+    return True
+
+
+def _relative_links(text: str) -> list[str]:
+    prose = _CODE.sub("", text)
+    targets = _INLINE_LINK.findall(prose) + _REFERENCE_LINK.findall(prose)
+    return [target for target in targets if not _SCHEME.match(target) and target[0] != "#"]
+
+
+def test_settings_table_is_generated_from_the_code() -> None:
+    """The table in docs/settings.md equals the one rendered from Settings and its help texts."""
+    _, table, _ = _split_settings_doc(SETTINGS_DOC.read_text(encoding="utf-8"))
+    assert table.strip() == render_settings_table(), (
+        f"docs/settings.md is out of date with Settings: run `{REGENERATE}` from the repository "
+        "root to rewrite its settings table, then review the prose below the table"
+    )
+
+
+def test_every_setting_is_explained_in_prose() -> None:
+    """Every Settings field has its own section in the prose below the settings table."""
+    _, _, prose = _split_settings_doc(SETTINGS_DOC.read_text(encoding="utf-8"))
+    headings = set(re.findall(r"^###\s+`(\w+)`\s*$", prose, re.MULTILINE))
+    missing = [field.name for field in attrs.fields(Settings) if field.name not in headings]
+    assert not missing, f"docs/settings.md needs a '### `name`' section for: {missing}"
+
+
+def test_settings_prose_names_only_real_settings() -> None:
+    """Each setting section of docs/settings.md is named after a field that still exists."""
+    _, _, prose = _split_settings_doc(SETTINGS_DOC.read_text(encoding="utf-8"))
+    headings = re.findall(r"^###\s+`(\w+)`\s*$", prose, re.MULTILINE)
+    fields = {field.name for field in attrs.fields(Settings)}
+    assert [name for name in headings if name not in fields] == []
+
+
+def test_wire_limits_in_the_design_match_the_code() -> None:
+    """Every MAX_* limit of the wire format is listed in docs/design.md with its current value."""
+    text = DESIGN_DOC.read_text(encoding="utf-8")
+    limits = [name for name in wire.__all__ if name.startswith("MAX_")]
+    assert limits
+    wrong = [
+        name
+        for name in limits
+        if not re.search(rf"^\| `{name}` \| {getattr(wire, name)} \|", text, re.MULTILINE)
+    ]
+    assert not wrong, f"docs/design.md must list these wire limits as '| `NAME` | value |': {wrong}"
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda page: page.name)
+def test_relative_links_resolve(page: Path) -> None:
+    """Every relative link in a docs page points to a file or directory that exists."""
+    broken = [
+        target
+        for target in _relative_links(page.read_text(encoding="utf-8"))
+        if not (page.parent / target.partition("#")[0]).exists()
+    ]
+    assert not broken, f"{page.relative_to(ROOT)} links to missing files: {broken}"
+
+
+if __name__ == "__main__":
+    changed = regenerate_settings_doc()
+    print(f"{SETTINGS_DOC.relative_to(ROOT)}: {'rewritten' if changed else 'already up to date'}")
