@@ -241,6 +241,7 @@ class BootstrapMachine:
             reason=self._reason(),
             decision=self._decision,
             contact_points=tuple(points),
+            waiting_on=self._verdict.rule if isinstance(self._verdict, Waiting) else "",
         )
 
     # --- input checks -------------------------------------------------------------------------

@@ -39,3 +39,6 @@ class Status:
     reason: str
     decision: Decision | None
     contact_points: tuple[ContactPointStatus, ...]
+    #: A short stable tag of the rule the node waits on ("stable-margin", "contact-with-all",
+    #: ...; "" once decided): drivers log when it changes, since ``reason`` carries live ages.
+    waiting_on: str = ""

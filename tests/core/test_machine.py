@@ -623,3 +623,17 @@ def test_contacted_by_unknown_peer_during_a_lookup_waits_for_it() -> None:
     assert h.start() == [Lookup()]
     assert h.feed(ContactedBy(cp(9)), at=1.0) == []
     assert h.machine.next_deadline() == math.inf
+
+
+def test_waiting_on_names_the_rule_without_live_numbers() -> None:
+    """status.waiting_on is a stable tag per rule (drivers log its changes), '' once decided."""
+    h = Harness()
+    assert h.machine.status.waiting_on == "not-started"
+    h.start()
+    assert h.machine.status.waiting_on == "discovery"
+    h.discover(*THREE)
+    assert h.machine.status.waiting_on == "required-contact-points"
+    h.run_healthy_peers(until=1.0)
+    assert h.machine.status.waiting_on == "stable-margin"
+    h.run_healthy_peers(until=6.0)
+    assert h.machine.status.waiting_on == ""
