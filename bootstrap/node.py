@@ -1,0 +1,316 @@
+"""The node runner: one nursery running the server, discovery, the prober and the machine.
+
+The runner is a thin driver (DESIGN section 2): it feeds the machine ``trio.current_time()``
+and the events its helpers report, and carries out the actions the machine queues. Every policy
+(when to look up, whom to probe, when to decide) stays in the core. Drivers own only I/O,
+timeouts as cancel scopes, and concurrency.
+
+    async with open_node(settings=..., contact_point=..., discovery=...) as node:
+        decision = await node.wait_decided()
+
+No task outlives the context manager: leaving it cancels the nursery, which closes the probe
+connections and stops the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from .core import (
+    BootstrapMachine,
+    ContactedBy,
+    ContactPoint,
+    ContactPointsDiscovered,
+    Decision,
+    DiscoveryFailed,
+    Event,
+    JoinFailed,
+    JoinSeedNodes,
+    JoinSelf,
+    Lookup,
+    Probe,
+    Settings,
+    Status,
+    StopProbing,
+)
+from .core.wire import SeedNodesDocument
+from .discovery import Discovery, DiscoveryError
+from .membership import LocalMembership, Membership, advertised_seed_nodes
+from .prober import Prober, ProberStatistics, Transport
+from .server import ManagementApp, serve_management
+
+__all__ = ["Node", "NodeStatistics", "open_node", "status_to_json"]
+
+logger = logging.getLogger("bootstrap.node")
+
+
+@attrs.frozen(kw_only=True)
+class NodeStatistics:
+    """Counters of one node, for logs, the demo table and the benchmark."""
+
+    lookups: int
+    decided_at: float | None
+    joined_at: float | None
+    prober: ProberStatistics
+
+
+def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> dict[str, object]:
+    """The ``/bootstrap/status`` body (DESIGN section 4) for ``status`` observed at ``now``."""
+    decision = status.decision
+    decision_json: dict[str, object] | None
+    if isinstance(decision, JoinSelf):
+        decision_json = {"kind": "join-self"}
+    elif isinstance(decision, JoinSeedNodes):
+        decision_json = {"kind": "join-seed-nodes", "seedNodes": list(decision.seed_nodes)}
+    else:
+        decision_json = None
+    return {
+        "phase": status.phase.value,
+        "decision": decision_json,
+        "reason": status.reason,
+        **extra,
+        "contactPoints": [
+            {
+                "contactPoint": str(point.contact_point),
+                "fresh": point.fresh,
+                "lastObservedAgo": (
+                    None
+                    if point.last_observed_at is None
+                    else round(now - point.last_observed_at, 3)
+                ),
+                "seedNodes": list(point.seed_nodes),
+                "consecutiveFailures": point.consecutive_failures,
+            }
+            for point in status.contact_points
+        ],
+    }
+
+
+class Node:
+    """A running bootstrap node: the live status and a way to wait for the decision."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        contact_point: ContactPoint,
+        self_node: str,
+        discovery: Discovery,
+        membership: Membership,
+        service_name: str | None,
+        transport: Transport,
+        rng: random.Random | None,
+    ) -> None:
+        self.settings = settings
+        self.contact_point = contact_point
+        self.self_node = self_node
+        self.service_name = service_name
+        self._discovery = discovery
+        self._membership = membership
+        self.machine = BootstrapMachine(
+            settings, self_contact_point=contact_point, self_node=self_node, rng=rng
+        )
+        self._events_in, self._events_out = trio.open_memory_channel[Event](math.inf)
+        self.prober = Prober(
+            settings=settings,
+            self_contact_point=contact_point,
+            service_name=service_name,
+            transport=transport,
+            report=self._report,
+        )
+        self.app = ManagementApp(
+            settings=settings,
+            self_contact_point=contact_point,
+            service_name=service_name,
+            document=self.document,
+            status=self.status_json,
+            ready=lambda: self.joined,
+            on_contacted=lambda peer: self._report(ContactedBy(peer)),
+        )
+        self.joined = False
+        self._decided = trio.Event()
+        self._joined_event = trio.Event()
+        self._lookups = 0
+        self._decided_at: float | None = None
+        self._joined_at: float | None = None
+        self._logged_state: tuple[str, str] | None = None
+
+    # --- what the outside sees ----------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        return self.machine.status
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.machine.decision
+
+    async def wait_decided(self) -> Decision:
+        """Wait until the machine has decided (and the join was started); return the decision."""
+        await self._decided.wait()
+        decision = self.machine.decision
+        assert decision is not None  # set together with the event
+        return decision
+
+    async def wait_joined(self) -> None:
+        """Wait until the membership join has completed."""
+        await self._joined_event.wait()
+
+    def statistics(self) -> NodeStatistics:
+        return NodeStatistics(
+            lookups=self._lookups,
+            decided_at=self._decided_at,
+            joined_at=self._joined_at,
+            prober=self.prober.statistics(),
+        )
+
+    def document(self) -> SeedNodesDocument:
+        """The seed-nodes document this node serves now."""
+        seeds = advertised_seed_nodes(
+            self._membership.members(),
+            self_node=self.self_node,
+            max_seed_nodes=self.settings.max_seed_nodes,
+        )
+        return SeedNodesDocument(self.self_node, seeds, service_name=self.service_name)
+
+    def status_json(self) -> dict[str, object]:
+        return status_to_json(
+            self.machine.status,
+            now=trio.current_time(),
+            extra={
+                "selfContactPoint": str(self.contact_point),
+                "selfNode": self.self_node,
+                "joined": self.joined,
+            },
+        )
+
+    # --- the driver ---------------------------------------------------------------------------
+
+    def _report(self, event: Event) -> None:
+        # Called from the prober, the server and our own tasks; the machine is only touched
+        # by the driver loop, so events queue here (unbounded: at most a few per peer).
+        self._events_in.send_nowait(event)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(
+                serve_management, self.app, bind=self.contact_point, settings=self.settings
+            )
+            await nursery.start(serve)
+            await nursery.start(self.prober.run)
+            self.machine.start(trio.current_time())
+            task_status.started()
+            await self._drive(nursery)
+
+    async def _drive(self, nursery: trio.Nursery) -> None:
+        machine = self.machine
+        while True:
+            self._carry_out_actions(nursery)
+            self._log_state_change()
+            deadline = machine.next_deadline()
+            with trio.move_on_at(deadline):
+                event = await self._events_out.receive()
+                machine.handle(event, trio.current_time())
+                continue
+            machine.handle_timer(max(deadline, trio.current_time()))
+
+    def _carry_out_actions(self, nursery: trio.Nursery) -> None:
+        while (action := self.machine.next_action()) is not None:
+            if isinstance(action, Probe):
+                self.prober.probe(action.contact_point)
+            elif isinstance(action, StopProbing):
+                self.prober.stop(action.contact_point)
+            elif isinstance(action, Lookup):
+                self._lookups += 1
+                nursery.start_soon(self._lookup)
+            else:
+                self._decided_at = trio.current_time()
+                logger.info("%s: decided: %s", self.contact_point, self.machine.status.reason)
+                self._decided.set()
+                nursery.start_soon(self._join, action)
+
+    def _log_state_change(self) -> None:
+        status = self.machine.status
+        state = (status.phase.value, status.waiting_on)
+        if state != self._logged_state:
+            self._logged_state = state
+            logger.info("%s: %s: %s", self.contact_point, status.phase.value, status.reason)
+
+    async def _lookup(self) -> None:
+        timeout = self.settings.discovery_timeout
+        event: Event
+        with trio.move_on_after(timeout) as scope:
+            try:
+                event = ContactPointsDiscovered(await self._discovery.lookup())
+            except DiscoveryError as error:
+                event = DiscoveryFailed(str(error))
+            except Exception as error:  # a backend bug must not kill the node
+                logger.exception("%s: discovery backend raised", self.contact_point)
+                event = DiscoveryFailed(f"discovery backend raised {error!r}")
+        if scope.cancelled_caught:
+            event = DiscoveryFailed(f"lookup timed out after {timeout} s")
+        self._report(event)
+
+    async def _join(self, decision: Decision) -> None:
+        try:
+            if isinstance(decision, JoinSelf):
+                await self._membership.join_self()
+            else:
+                await self._membership.join(decision.seed_nodes)
+        except Exception as error:
+            logger.warning("%s: join failed: %r", self.contact_point, error)
+            self._decided = trio.Event()  # a new decision will follow
+            self._report(JoinFailed(f"{type(error).__name__}: {error}"))
+            return
+        self.joined = True
+        self._joined_at = trio.current_time()
+        self._joined_event.set()
+        self.app.notify_changed()  # watchers learn of the cluster now, not at the next push
+        logger.info("%s: joined", self.contact_point)
+
+
+@asynccontextmanager
+async def open_node(
+    *,
+    settings: Settings | None = None,
+    contact_point: ContactPoint,
+    discovery: Discovery,
+    self_node: str | None = None,
+    membership: Membership | None = None,
+    service_name: str | None = None,
+    transport: Transport = "watch",
+    rng: random.Random | None = None,
+) -> AsyncIterator[Node]:
+    """Run a bootstrap node for the duration of the ``async with`` block.
+
+    ``self_node`` defaults to ``http://{contact_point}``; ``membership`` to a
+    :class:`LocalMembership`. The management server is listening when the block is entered.
+    """
+    settings = settings if settings is not None else Settings()
+    if contact_point.port is None:
+        contact_point = contact_point.with_port(settings.fallback_port)
+    self_node = self_node if self_node is not None else f"http://{contact_point}"
+    node = Node(
+        settings=settings,
+        contact_point=contact_point,
+        self_node=self_node,
+        discovery=discovery,
+        membership=membership if membership is not None else LocalMembership(self_node),
+        service_name=service_name,
+        transport=transport,
+        rng=rng,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        try:
+            yield node
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,74 @@
+"""Helpers for end-to-end tests on loopback: free ports, mutable discovery, kernel socket views."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+
+from bootstrap import ContactPoint
+from bootstrap.discovery import DiscoveryError
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (also free on the other 127.0.0.x in practice)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def loopback_points(count: int, port: int, first: int = 1) -> list[ContactPoint]:
+    """``count`` contact points 127.0.0.<first>.. on ``port``."""
+    return [ContactPoint(f"127.0.0.{i}", port) for i in range(first, first + count)]
+
+
+class MutableDiscovery:
+    """Discovery whose answer a test changes while the nodes run (or makes fail)."""
+
+    def __init__(self, contact_points: Iterable[ContactPoint]) -> None:
+        self.contact_points = list(contact_points)
+        self.failure: str | None = None
+        self.lookups = 0
+
+    async def lookup(self) -> list[ContactPoint]:
+        self.lookups += 1
+        if self.failure is not None:
+            raise DiscoveryError(self.failure)
+        return list(self.contact_points)
+
+
+_TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "02": "SYN_SENT"}
+
+
+def _address(hex_address: str) -> tuple[str, int]:
+    host_hex, port_hex = hex_address.split(":")
+    # /proc/net/tcp prints the IPv4 address as a little-endian 32-bit number.
+    octets = bytes.fromhex(host_hex)[::-1]
+    return socket.inet_ntoa(octets), int(port_hex, 16)
+
+
+def kernel_tcp_sockets() -> list[tuple[tuple[str, int], tuple[str, int], str]]:
+    """Every IPv4 TCP socket the kernel knows in this namespace: (local, remote, state)."""
+    sockets = []
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, state = _address(fields[1]), _address(fields[2]), fields[3]
+            sockets.append((local, remote, _TCP_STATES.get(state, state)))
+    return sockets
+
+
+def outgoing_connections(host: str, peer_port: int) -> set[tuple[int, str, int]]:
+    """Connections ``host`` opened to management ports: (local port, remote host, remote port).
+
+    A connection's 4-tuple stays visible in TIME_WAIT for 60 s after it closes, so sampling
+    this every second over a shorter window sees every connection ever opened in it.
+    """
+    return {
+        (local[1], remote[0], remote[1])
+        for local, remote, state in kernel_tcp_sockets()
+        if local[0] == host
+        and remote[1] == peer_port
+        and local[1] != peer_port
+        and state in ("ESTABLISHED", "TIME_WAIT", "SYN_SENT", "CLOSE_WAIT")
+    }
