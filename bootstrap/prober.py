@@ -35,6 +35,7 @@ the worker (they never block), so the node's driver loop can call them between t
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import math
@@ -264,11 +265,13 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
     size = 0
     # aiter_bytes, not aiter_raw: the caller refused any Content-Encoding, so they are the same
     # bytes, and aiter_bytes also serves a response whose body was read already (in tests).
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    # aclosing: leaving the loop early must close the generator now, not when it is collected.
+    async with contextlib.aclosing(response.aiter_bytes()) as body:
+        async for chunk in body:
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
