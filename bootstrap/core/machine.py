@@ -22,10 +22,11 @@ scheme with the probe settings. Any answer, solicited or pushed over a watch, pu
 next probe back a full interval: a watch that pushes every ``watch_push_interval`` therefore
 never sees a poll on top.
 
-Freshness: an answer observed at ``t`` is fresh while ``now <= t + observation_ttl``; it expires
-only by age, never because a later probe failed (the anchor threw fresh answers away on one
-timeout). The first instant it is stale is a deadline, so a decision that depends on it (the
-lowest fresh contact point, without ``contact_with_all_contact_points``) is not delayed.
+Freshness: an answer observed at ``t`` is fresh while ``now - t <= observation_ttl`` (with a
+microsecond's allowance for float rounding); it expires only by age, never because a later
+probe failed (the anchor threw fresh answers away on one timeout). The first instant it is
+stale is a deadline, so a decision that depends on it (the lowest fresh contact point, without
+``contact_with_all_contact_points``) is not delayed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ from .settings import Settings
 from .status import ContactPointStatus, Phase, Status
 
 __all__ = ["BootstrapMachine"]
+
+# Seconds added to the freshness window against float rounding (see _on_probe_succeeded).
+_ROUNDING_ALLOWANCE = 1e-6
 
 _TimerKind = Literal["lookup", "probe", "expire", "stable", "retry"]
 
@@ -153,6 +157,8 @@ class BootstrapMachine:
         self._dirty = True
         self._join_retry_at = -math.inf
         self._join_failure: str | None = None
+        self._clusters_at_decision: list[str] = []
+        self._fresh_at_decision = 0
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -355,8 +361,8 @@ class BootstrapMachine:
         self._lookup_outstanding = False
         self._last_lookup_result_at = self._now
         self._lookup_failures = 0
-        if self._decision is not None:
-            return
+        # Applied even after the decision (the driver may report a lookup that was under way):
+        # if the join then fails, the machine must resume from what discovery says now.
         settings, now = self._settings, self._now
         self._schedule_lookup(
             now + jittered(settings.discovery_interval, settings.discovery_jitter, self._rng)
@@ -393,15 +399,14 @@ class BootstrapMachine:
         """A contact point left discovery: stop probing it and drop its answer."""
         self._fresh.discard(contact_point)
         self._seeded.pop(contact_point, None)
-        if self._peers.pop(contact_point, None) is not None:
+        # After the decision every peer was already told StopProbing once.
+        if self._peers.pop(contact_point, None) is not None and self._decision is None:
             self._actions.append(StopProbing(contact_point))
 
     def _on_discovery_failed(self, event: DiscoveryFailed) -> None:
         self._lookup_outstanding = False
         self._last_lookup_result_at = self._now
         self._lookup_failures += 1
-        if self._decision is not None:
-            return
         settings = self._settings
         delay = backoff_delay(
             settings.discovery_interval,
@@ -425,7 +430,11 @@ class BootstrapMachine:
         peer.outstanding = False
         peer.consecutive_failures = 0
         peer.observed_at = now
-        peer.expires_at = math.nextafter(now + settings.observation_ttl, math.inf)
+        # The first instant the answer is stale. observation_ttl is exactly the longest gap a
+        # healthy peer can produce, so the sums of floats on both sides (probe time + reply
+        # time vs. answer time + ttl) may disagree by a few ulps at the very edge; the
+        # allowance keeps such a peer fresh without changing the window in any real sense.
+        peer.expires_at = now + settings.observation_ttl + _ROUNDING_ALLOWANCE
         self._schedule(peer.expires_at, "expire", peer)
         self._schedule_probe(
             peer, now + jittered(settings.probe_interval, settings.probe_jitter, self._rng)
@@ -477,16 +486,21 @@ class BootstrapMachine:
             return
         if self._lookup_outstanding:
             return
-        # An unknown peer: discovery is behind. Look up at once, but never closer than the
-        # regular pace to the last lookup, so a crowd of unknown probers cannot turn into a
-        # lookup storm against the discovery backend.
-        settings = self._settings
-        earliest = self._last_lookup_result_at + settings.discovery_interval * (
-            1 - settings.discovery_jitter
-        )
-        when = max(now, earliest)
+        # An unknown peer: discovery is behind. Look up as soon as the pacing allows.
+        when = self._earliest_lookup()
         if self._lookup_due is None or when < self._lookup_due:
             self._schedule_lookup(when)
+
+    def _earliest_lookup(self) -> float:
+        """Now, but never closer than the shortest regular delay to the last lookup result.
+
+        Used where an event makes a lookup due early (an unknown prober, a failed join), so
+        neither a crowd of unknown probers nor a join failing at the probe pace can turn into
+        a lookup storm against the discovery backend.
+        """
+        settings = self._settings
+        spacing = settings.discovery_interval * (1 - settings.discovery_jitter)
+        return max(self._now, self._last_lookup_result_at + spacing)
 
     def _on_join_failed(self, event: JoinFailed) -> None:
         if self._decision is None:
@@ -509,7 +523,7 @@ class BootstrapMachine:
             peer.consecutive_failures = 0
             self._schedule_probe(peer, self._join_retry_at)
         if not self._lookup_outstanding:
-            self._schedule_lookup(now)
+            self._schedule_lookup(self._earliest_lookup())
         self._dirty = True
 
     # --- decision -----------------------------------------------------------------------------
@@ -534,6 +548,12 @@ class BootstrapMachine:
         if isinstance(verdict, Waiting):
             return
         self._decision = verdict
+        # Remember what was observed now: the status must keep explaining this decision even
+        # after later discovery results (still applied, in case the join fails) change it.
+        self._clusters_at_decision = (
+            choose_cluster(self._seeded.values())[1] if self._seeded else []
+        )
+        self._fresh_at_decision = len(self._fresh)
         self._actions.append(verdict)
         # Decided: close every probe connection once. The management server keeps serving.
         for contact_point in sorted(self._peers):
@@ -566,13 +586,13 @@ class BootstrapMachine:
         if isinstance(decision, JoinSelf):
             return (
                 f"formed a new cluster: {self._self_contact_point} is the lowest of "
-                f"{len(self._fresh)} contact points with a fresh answer"
+                f"{self._fresh_at_decision} contact points with a fresh answer"
             )
         if isinstance(decision, JoinSeedNodes):
             reason = f"joining the cluster of seed nodes {', '.join(decision.seed_nodes)}"
-            _, clusters = choose_cluster(self._seeded.values())
-            if len(clusters) > 1:
-                reason += f"; multiple clusters observed: {', '.join(clusters)}"
+            if len(self._clusters_at_decision) > 1:
+                clusters = ", ".join(self._clusters_at_decision)
+                reason += f"; multiple clusters observed: {clusters}"
             return reason
         if isinstance(self._verdict, Waiting):
             return self._verdict.reason_at(self._now)
