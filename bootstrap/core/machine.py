@@ -204,7 +204,9 @@ class BootstrapMachine:
 
     def next_deadline(self) -> float:
         """When :meth:`handle_timer` next has work to do; ``math.inf`` when nothing is pending."""
-        if not self._started or self._broken is not None:
+        if not self._started or self._broken is not None or self._decision is not None:
+            # Decided: nothing is due. Return before the clean-up below, which would discard
+            # timers that are only dormant (a JoinFailed revives the stable-margin deadline).
             return math.inf
         timers = self._timers
         while timers and not self._timer_is_live(*timers[0]):
@@ -310,6 +312,29 @@ class BootstrapMachine:
         if self._dirty and self._decision is None:
             self._evaluate()
 
+    def _expire_before_event(self) -> None:
+        """Bring the state to ``now`` before an event: expire answers, nothing else.
+
+        Timers that emit actions (a Lookup, a Probe) are left for after the event: a watch
+        push arriving when the peer's probe falls due must count as that peer's answer and
+        postpone the probe, not be mistaken for the answer to a Probe sent a moment earlier
+        (which would leave the real request in flight while the machine thinks none is). The
+        decision too waits until the event is applied, so it sees everything known at ``now``.
+        """
+        now = self._now
+        timers = self._timers
+        postponed = []
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            if not self._timer_is_live(*entry):
+                continue
+            if entry[2] in ("lookup", "probe"):
+                postponed.append(entry)
+            else:
+                self._fire(entry[2], entry[3])
+        for entry in postponed:
+            heapq.heappush(timers, entry)
+
     def _fire(self, kind: _TimerKind, peer: _Peer | None) -> None:
         if kind == "lookup":
             self._lookup_due = None
@@ -338,9 +363,9 @@ class BootstrapMachine:
     # --- events -------------------------------------------------------------------------------
 
     def _handle(self, event: Event) -> None:
-        # Fire what fell due before this event first, so the event meets a state that is
-        # current at ``now`` (an answer that expired a moment ago is stale, not fresh).
-        self._advance()
+        # The event meets a state that is current at ``now`` (an answer that expired a moment
+        # ago is stale, not fresh); what the event changes is then acted on in _advance.
+        self._expire_before_event()
         if isinstance(event, ProbeSucceeded):
             self._on_probe_succeeded(event)
         elif isinstance(event, ProbeFailed):
