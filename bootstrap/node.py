@@ -242,7 +242,8 @@ class Node:
         state = (status.phase.value, status.waiting_on)
         if state != self._logged_state:
             self._logged_state = state
-            logger.info("%s: %s: %s", self.contact_point, status.phase.value, status.reason)
+            if self.machine.decision is None:  # the decision has a log line of its own
+                logger.info("%s: %s: %s", self.contact_point, status.phase.value, status.reason)
 
     async def _lookup(self) -> None:
         timeout = self.settings.discovery_timeout
@@ -308,9 +309,29 @@ async def open_node(
         transport=transport,
         rng=rng,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(node.run)
-        try:
-            yield node
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The nurseries wrap a single failure (a port already in use at start-up, or the
+        # caller's own exception from the block) in groups; hand back the exception itself.
+        sole = _sole_exception(group)
+        if sole is None:
+            raise
+        raise sole from None
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 else None

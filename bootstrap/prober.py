@@ -41,10 +41,10 @@ import logging
 import math
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import attrs
 import httpx
@@ -266,7 +266,9 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
     # aiter_bytes, not aiter_raw: the caller refused any Content-Encoding, so they are the same
     # bytes, and aiter_bytes also serves a response whose body was read already (in tests).
     # aclosing: leaving the loop early must close the generator now, not when it is collected.
-    async with contextlib.aclosing(response.aiter_bytes()) as body:
+    # (typed as AsyncIterator by httpx, but it is an async generator, which has aclose)
+    chunks_in = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    async with contextlib.aclosing(chunks_in) as body:
         async for chunk in body:
             size += len(chunk)
             if size > limit:

@@ -8,19 +8,24 @@ text), never edited by hand. After changing a setting, regenerate it from the re
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import attrs
 import pytest
 
-from bootstrap import Settings
+from bootstrap import JoinSeedNodes, JoinSelf, Settings
+from bootstrap.cli import build_parser
+from bootstrap.commands.node import decision_environment
+from bootstrap.commands.options import env_name
 from bootstrap.core import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SETTINGS_DOC = DOCS / "settings.md"
 DESIGN_DOC = DOCS / "design.md"
+NODE_DOC = DOCS / "node.md"
 
 TABLE_START = "<!-- settings-table:start -->"
 TABLE_END = "<!-- settings-table:end -->"
@@ -32,6 +37,10 @@ _CODE = re.compile(r"^```.*?^```|`[^`\n]*`", re.MULTILINE | re.DOTALL)
 _INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+# Environment variable names as the docs spell them (``BOOTSTRAP_<FLAG>`` itself does not match).
+_BOOTSTRAP_VARIABLE = re.compile(r"\bBOOTSTRAP_[A-Z0-9_]+\b")
+# Commands whose help docs/node.md pastes verbatim (``node`` is documented by tables instead).
+_PASTED_HELP = ("demo", "status", "simulate")
 
 
 def render_settings_table() -> str:
@@ -119,6 +128,67 @@ def test_relative_links_resolve(page: Path) -> None:
         if not (page.parent / target.partition("#")[0]).exists()
     ]
     assert not broken, f"{page.relative_to(ROOT)} links to missing files: {broken}"
+
+
+def _long_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """Every ``--flag`` of ``parser`` except ``--help``."""
+    return sorted(
+        flag
+        for action in parser._actions  # argparse exposes no public iterator over its actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help"
+    )
+
+
+def _normalised(text: str) -> str:
+    """``text`` with every run of whitespace made one space (help wraps differently per width)."""
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", ["node", "demo", "status", "simulate"])
+def test_every_flag_is_documented_in_the_node_page(command: str) -> None:
+    """Every --flag of a cluster-bootstrap command appears in docs/node.md."""
+    _, subparsers = build_parser()
+    flags = _long_flags(subparsers[command])
+    assert flags
+    text = NODE_DOC.read_text(encoding="utf-8")
+    missing = [flag for flag in flags if not re.search(rf"{re.escape(flag)}(?![\w-])", text)]
+    assert not missing, f"docs/node.md does not mention these `{command}` flags: {missing}"
+
+
+def test_every_node_flag_has_its_variable_in_the_node_page() -> None:
+    """Each node flag's BOOTSTRAP_<FLAG> variable is listed in docs/node.md."""
+    _, subparsers = build_parser()
+    documented = set(_BOOTSTRAP_VARIABLE.findall(NODE_DOC.read_text(encoding="utf-8")))
+    missing = [
+        env_name(f) for f in _long_flags(subparsers["node"]) if env_name(f) not in documented
+    ]
+    assert not missing, f"docs/node.md does not list these variables: {missing}"
+
+
+def test_node_page_names_only_real_variables() -> None:
+    """Every BOOTSTRAP_ variable in docs/node.md is a node flag's or one --on-decided sets."""
+    _, subparsers = build_parser()
+    real = {env_name(flag) for flag in _long_flags(subparsers["node"])}
+    for decision in (JoinSelf(), JoinSeedNodes(("http://10.0.0.1:8558",))):
+        real.update(decision_environment(decision))
+    mentioned = set(_BOOTSTRAP_VARIABLE.findall(NODE_DOC.read_text(encoding="utf-8")))
+    assert mentioned
+    assert sorted(mentioned - real) == [], "docs/node.md names variables no flag reads"
+
+
+@pytest.mark.parametrize("command", _PASTED_HELP)
+def test_pasted_help_matches_the_parser(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The help output pasted into docs/node.md is what the command prints (spacing aside)."""
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("NO_COLOR", "1")
+    _, subparsers = build_parser()
+    help_text = _normalised(subparsers[command].format_help())
+    page = _normalised(NODE_DOC.read_text(encoding="utf-8"))
+    assert help_text in page, (
+        f"docs/node.md must paste the current `cluster-bootstrap {command} --help` output: "
+        f"run `COLUMNS=100 python -m bootstrap {command} --help` and replace the old block"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -61,14 +62,22 @@ def wait_for_statuses(urls: list[str], done: object, deadline: float) -> list[di
     raise AssertionError(f"not done before the deadline; last statuses: {statuses}")
 
 
-def test_five_node_processes_form_one_cluster_and_stop_cleanly_on_sigterm() -> None:
-    """Five node processes (static discovery): one forms, four join; SIGTERM exits 0."""
+def test_five_node_processes_form_one_cluster_and_stop_cleanly_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """Five node processes (static discovery): one forms, four join; SIGTERM exits 0.
+
+    Also: a setting from the environment, --on-decided as a sidecar hook, the status command.
+    """
     points = loopback_points(5, free_port(), first=51)
     listing = ",".join(map(str, points))
     args = [
         ["--contact-point", str(point), "--contact-points", listing, "--stable-margin", "1"]
         for point in points
     ]
+    marker = tmp_path / "decided"
+    hook = f'echo "$BOOTSTRAP_DECISION $BOOTSTRAP_SEED_NODES" > {marker}'
+    args[1] += ["--on-decided", f"sh -c '{hook}'"]
     # One setting comes from the environment, as a deployment would pass it.
     with node_processes(args, env={"BOOTSTRAP_REQUIRED_CONTACT_POINTS": "5"}) as processes:
         urls = [f"http://{point}" for point in points]
@@ -80,6 +89,20 @@ def test_five_node_processes_form_one_cluster_and_stop_cleanly_on_sigterm() -> N
         for status in statuses[1:]:
             # Joined through the founder (or through a node that had already joined it).
             assert status["decision"]["seedNodes"][0] == f"http://{points[0]}"  # type: ignore[index]
+        status_output = subprocess.run(
+            [sys.executable, "-m", "bootstrap", "status", urls[1]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert "joined: True" in status_output
+        assert str(points[0]) in status_output
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.read_text().split()[0] == "join-seed-nodes"
+        assert f"http://{points[0]}" in marker.read_text()
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:

@@ -169,3 +169,33 @@ def test_ready_flips_to_200_only_after_joining() -> None:
                 assert status["decision"]["kind"] == "join-seed-nodes"
 
     run(main)
+
+
+def test_port_in_use_and_errors_in_the_block_come_out_unwrapped() -> None:
+    """A bind failure raises OSError itself, and the caller's own exception stays itself."""
+    import errno
+    import gc
+    import socket
+    import warnings
+
+    import pytest
+
+    async def main() -> None:
+        point = loopback_points(1, free_port(), first=101)[0]
+        with socket.socket() as taken:
+            taken.bind((point.host, point.port or 0))
+            taken.listen()
+            with pytest.raises(OSError, match="in use") as info:
+                async with open_node(contact_point=point, discovery=StaticDiscovery([point])):
+                    pass  # pragma: no cover - never reached
+            assert info.value.errno == errno.EADDRINUSE
+        with pytest.raises(KeyError):
+            async with open_node(contact_point=point, discovery=StaticDiscovery([point])):
+                raise KeyError("mine")
+
+    # hypercorn 0.18 does not close the socket whose bind failed; collect it here, where its
+    # ResourceWarning is expected, rather than in whichever test the garbage collector hits.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        run(main)
+        gc.collect()
