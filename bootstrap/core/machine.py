@@ -64,6 +64,15 @@ from .status import ContactPointStatus, Phase, Status
 
 __all__ = ["BootstrapMachine"]
 
+_EVENT_TYPES = (
+    ContactPointsDiscovered,
+    DiscoveryFailed,
+    ProbeSucceeded,
+    ProbeFailed,
+    JoinFailed,
+    ContactedBy,
+)
+
 # Seconds added to the freshness window against float rounding (see _on_probe_succeeded).
 _ROUNDING_ALLOWANCE = 1e-6
 
@@ -191,6 +200,12 @@ class BootstrapMachine:
         self._check_usable()
         if not self._started:
             raise UsageError(f"{type(event).__name__} handled before start(now)")
+        # Refuse misuse before touching any state (the clock included): a rejected call
+        # changes nothing.
+        if not isinstance(event, _EVENT_TYPES):
+            raise UsageError(f"not an event: {event!r}")
+        if isinstance(event, JoinFailed) and self._decision is None:
+            raise UsageError("JoinFailed handled while no decision is outstanding")
         self._check_time(now)
         self._guarded(lambda: self._handle(event))
 
@@ -376,10 +391,8 @@ class BootstrapMachine:
             self._on_discovered(event)
         elif isinstance(event, DiscoveryFailed):
             self._on_discovery_failed(event)
-        elif isinstance(event, JoinFailed):
-            self._on_join_failed(event)
         else:
-            raise UsageError(f"not an event: {event!r}")
+            self._on_join_failed(event)
         self._advance()
 
     def _on_discovered(self, event: ContactPointsDiscovered) -> None:
@@ -528,8 +541,6 @@ class BootstrapMachine:
         return max(self._now, self._last_lookup_result_at + spacing)
 
     def _on_join_failed(self, event: JoinFailed) -> None:
-        if self._decision is None:
-            raise UsageError("JoinFailed handled while no decision is outstanding")
         settings, now = self._settings, self._now
         self._decision = None
         self._join_failure = event.reason
