@@ -1,0 +1,1 @@
+"""Subcommands of ``cluster-bootstrap``: each module offers ``add_arguments`` and ``run``."""

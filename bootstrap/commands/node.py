@@ -1,0 +1,128 @@
+"""``cluster-bootstrap node``: run one bootstrap node until SIGINT or SIGTERM.
+
+It binds and advertises its management endpoint, discovers its peers, forms or joins the
+cluster, logs the decision, keeps serving, and (with ``--on-decided``) runs a command with the
+decision in its environment, so a service in another language can use it as a sidecar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+
+import trio
+
+from ..core import ContactPoint, Decision, JoinSeedNodes, UsageError
+from ..discovery import StaticDiscovery
+from ..logs import configure_logging
+from ..node import Node, open_node
+from .options import add_settings_arguments, settings_from_args
+
+__all__ = ["add_arguments", "decision_environment", "run"]
+
+logger = logging.getLogger("bootstrap.cli")
+
+
+def _contact_point(text: str) -> ContactPoint:
+    try:
+        point = ContactPoint.parse(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if point.port is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no port: use HOST:PORT")
+    return point
+
+
+def _contact_points(text: str) -> list[ContactPoint]:
+    try:
+        return [ContactPoint.parse(item) for item in text.split(",") if item.strip()]
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--contact-point",
+        type=_contact_point,
+        required=True,
+        metavar="HOST:PORT",
+        help="bind and advertise the management endpoint here",
+    )
+    parser.add_argument(
+        "--node-address", metavar="ADDR", help="this node's selfNode (default: http://HOST:PORT)"
+    )
+    parser.add_argument("--discovery", choices=["static"], default="static", help="backend")
+    parser.add_argument(
+        "--contact-points",
+        type=_contact_points,
+        metavar="H:P,H:P,...",
+        help="static discovery: every node's contact point (this one included)",
+    )
+    parser.add_argument("--service-name", help="refuse peers that serve another service")
+    parser.add_argument("--transport", choices=["watch", "poll"], default="watch")
+    parser.add_argument(
+        "--on-decided",
+        metavar="COMMAND",
+        help="run COMMAND after joining, with BOOTSTRAP_DECISION and BOOTSTRAP_SEED_NODES set",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO")
+    parser.set_defaults(settings_flags=add_settings_arguments(parser), parser=parser)
+
+
+def decision_environment(decision: Decision) -> dict[str, str]:
+    """The variables ``--on-decided`` commands see."""
+    if isinstance(decision, JoinSeedNodes):
+        return {
+            "BOOTSTRAP_DECISION": "join-seed-nodes",
+            "BOOTSTRAP_SEED_NODES": ",".join(decision.seed_nodes),
+        }
+    return {"BOOTSTRAP_DECISION": "join-self", "BOOTSTRAP_SEED_NODES": ""}
+
+
+def run(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    settings = settings_from_args(parser, args, args.settings_flags)
+    if not args.contact_points:
+        parser.error("argument --contact-points: static discovery needs the contact points")
+    configure_logging(level=args.log_level, json_format=args.log_format == "json")
+    discovery = StaticDiscovery(args.contact_points)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with (
+                open_node(
+                    settings=settings,
+                    contact_point=args.contact_point,
+                    discovery=discovery,
+                    self_node=args.node_address,
+                    service_name=args.service_name,
+                    transport=args.transport,
+                ) as node,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(_after_join, node, args.on_decided)
+                async for signum in signals:
+                    logger.info("received %s: stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    return 0
+
+
+async def _after_join(node: Node, command: str | None) -> None:
+    await node.wait_joined()
+    decision = node.decision
+    if command is None or decision is None:
+        return
+    environment = {**os.environ, **decision_environment(decision)}
+    try:
+        result = await trio.run_process(shlex.split(command), env=environment, check=False)
+    except OSError as error:
+        logger.error("--on-decided command %r could not start: %s", command, error)
+        return
+    logger.info("--on-decided command exited with status %d", result.returncode)

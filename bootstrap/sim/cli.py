@@ -1,0 +1,303 @@
+"""``cluster-bootstrap simulate``: run the deterministic simulation and print what happened.
+
+The main CLI wires this in with :func:`add_arguments` and :func:`run`. Exit status: 0 when the
+run found no violation, 1 when it did, 2 for a bad flag value (the message names the flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import attrs
+
+from bootstrap.core.errors import UsageError
+from bootstrap.core.settings import Settings
+
+from .report import SimulationReport, format_report
+from .scenario import Latency, Scenario
+from .simulation import run_simulation
+
+__all__ = ["add_arguments", "main", "run"]
+
+
+def _number(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number {bound}")
+        return value
+
+    return parse
+
+
+def _probability(text: str) -> float:
+    value = _number(0.0, inclusive=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a probability in [0, 1)")
+    return value
+
+
+def _jitter(text: str) -> float:
+    value = _number(0.0, inclusive=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
+    return value
+
+
+def _stop(text: str) -> tuple[int, float]:
+    node, separator, when = text.partition("@")
+    try:
+        if not separator:
+            raise ValueError
+        return int(node), _number(0.0, inclusive=True)(when)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NODE@SECONDS (e.g. 0@2.5)") from None
+
+
+def _latency(text: str) -> tuple[float, float]:
+    low, separator, high = text.partition(":")
+    try:
+        parse = _number(0.0, inclusive=True)
+        values = (parse(low), parse(high)) if separator else (parse(low), parse(low))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW:HIGH in milliseconds") from None
+    if values[1] < values[0]:
+        raise argparse.ArgumentTypeError(f"{text!r}: HIGH must be >= LOW")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``simulate`` flags to ``parser``."""
+    defaults = Settings()
+    help_of = Settings.help()
+
+    def setting_help(name: str) -> str:
+        default = getattr(defaults, name)
+        return help_of[name] if default is None else f"{help_of[name]} (default {default:g})"
+
+    add = parser.add_argument
+    add("--nodes", type=_count, default=10, help="number of nodes (default 10)")
+    add(
+        "--transport",
+        choices=("watch", "poll"),
+        default="watch",
+        help="watch: websocket pushes; poll: HTTP keep-alive requests (default watch)",
+    )
+    add("--seed", type=int, default=0, help="random seed; same seed, same run (default 0)")
+    add(
+        "--start-spread",
+        type=_number(0.0, inclusive=True),
+        default=1.0,
+        metavar="S",
+        help="nodes start at uniform times in [0, S] (default 1)",
+    )
+    add(
+        "--loss",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability each TCP transmission is lost and retransmitted (default 0)",
+    )
+    add(
+        "--latency-ms",
+        type=_latency,
+        default=None,
+        metavar="LOW:HIGH",
+        help="one-way latency, uniform in [LOW, HIGH] ms (default 0.5 ms + exponential tail)",
+    )
+    add(
+        "--stop",
+        type=_stop,
+        action="append",
+        default=[],
+        metavar="NODE@S",
+        help="stop node NODE at S seconds (repeatable)",
+    )
+    add(
+        "--register-lag",
+        type=_number(0.0, inclusive=True),
+        default=0.0,
+        metavar="S",
+        help="discovery lists a node this long after it starts (default 0)",
+    )
+    add(
+        "--view-lag",
+        type=_number(0.0, inclusive=True),
+        default=0.0,
+        metavar="S",
+        help="each lookup returns discovery as it was this long ago (default 0)",
+    )
+    add(
+        "--discovery-failure",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability a lookup fails (default 0)",
+    )
+    add(
+        "--keepalive-expiry",
+        type=_number(0.0, inclusive=False),
+        default=None,
+        metavar="S",
+        help="close idle poll connections after S seconds (the anchor's leak; default never)",
+    )
+    add(
+        "--max-time",
+        type=_number(0.0, inclusive=False),
+        default=600.0,
+        metavar="S",
+        help="stop the run at this virtual time (default 600)",
+    )
+    add("--max-rows", type=_count, default=20, help="per-node rows to print (default 20)")
+    add("--json", action="store_true", help="print the report as JSON instead of a table")
+    # The machine's settings, described by the Settings table itself (no duplicated help).
+    add(
+        "--probe-interval",
+        type=_number(0.0, inclusive=False),
+        default=defaults.probe_interval,
+        metavar="S",
+        help=setting_help("probe_interval"),
+    )
+    add(
+        "--probe-jitter",
+        type=_jitter,
+        default=defaults.probe_jitter,
+        metavar="J",
+        help=setting_help("probe_jitter"),
+    )
+    add(
+        "--probe-timeout",
+        type=_number(0.0, inclusive=False),
+        default=defaults.probe_timeout,
+        metavar="S",
+        help=setting_help("probe_timeout"),
+    )
+    add(
+        "--stable-margin",
+        type=_number(0.0, inclusive=False),
+        default=defaults.stable_margin,
+        metavar="S",
+        help=setting_help("stable_margin"),
+    )
+    add(
+        "--discovery-interval",
+        type=_number(0.0, inclusive=False),
+        default=defaults.discovery_interval,
+        metavar="S",
+        help=setting_help("discovery_interval"),
+    )
+    add(
+        "--required-contact-points",
+        type=_count,
+        default=defaults.required_contact_points,
+        metavar="N",
+        help=setting_help("required_contact_points"),
+    )
+    add(
+        "--expected-contact-points",
+        type=_count,
+        default=None,
+        metavar="N",
+        help=setting_help("expected_contact_points"),
+    )
+    add(
+        "--no-contact-with-all-contact-points",
+        dest="contact_with_all_contact_points",
+        action="store_false",
+        help="form once required_contact_points answered, "
+        "without waiting for every discovered contact point",
+    )
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """Build the scenario the flags describe (raises ``UsageError`` on inconsistent values)."""
+    probe_interval: float = args.probe_interval
+    discovery_interval: float = args.discovery_interval
+    settings = Settings(
+        probe_interval=probe_interval,
+        probe_jitter=args.probe_jitter,
+        probe_timeout=args.probe_timeout,
+        # Keep the backoff caps valid for long intervals instead of rejecting the flag.
+        probe_backoff_max=max(Settings().probe_backoff_max, probe_interval),
+        discovery_interval=discovery_interval,
+        discovery_backoff_max=max(Settings().discovery_backoff_max, discovery_interval),
+        stable_margin=args.stable_margin,
+        required_contact_points=args.required_contact_points,
+        expected_contact_points=args.expected_contact_points,
+        contact_with_all_contact_points=args.contact_with_all_contact_points,
+    )
+    latency = Latency()
+    if args.latency_ms is not None:
+        low, high = args.latency_ms
+        latency = Latency.uniform(low / 1000, high / 1000)
+    return Scenario(
+        nodes=args.nodes,
+        settings=settings,
+        transport=args.transport,
+        seed=args.seed,
+        start_spread=args.start_spread,
+        stop_times=dict(args.stop),
+        latency=latency,
+        loss=args.loss,
+        register_lag=args.register_lag,
+        view_lag=args.view_lag,
+        discovery_failure=args.discovery_failure,
+        keepalive_expiry=args.keepalive_expiry,
+        max_time=args.max_time,
+    )
+
+
+def report_as_json(report: SimulationReport) -> str:
+    """The report as a JSON document (every field, plus the derived throughput)."""
+    data = attrs.asdict(report)
+    data["node_seconds_per_wall_second"] = report.node_seconds_per_wall_second
+    return json.dumps(data, indent=2)
+
+
+def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    """Run the simulation the parsed flags describe; 0 if no violation, 1 if any, 2 if misused."""
+    out = sys.stdout if stdout is None else stdout
+    try:
+        scenario = scenario_from_args(args)
+    except UsageError as error:
+        print(f"cluster-bootstrap simulate: error: {error}", file=sys.stderr)
+        return 2
+    report = run_simulation(scenario)
+    if args.json:
+        print(report_as_json(report), file=out)
+    else:
+        print(format_report(report, max_rows=args.max_rows), file=out)
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m bootstrap.sim.cli``."""
+    parser = argparse.ArgumentParser(
+        prog="cluster-bootstrap simulate",
+        description="Run the deterministic bootstrap simulation and print what happened.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,882 @@
+"""The simulation proper: one ``BootstrapMachine`` per node, driven exactly as a real driver would.
+
+Each node's driver does what the trio driver does, against the simulated world:
+
+* it starts the machine at the node's start time, drains every action after every call, and
+  wakes the machine with ``handle_timer(max(deadline, now))`` (one lazy wake-up per node: a new
+  one is scheduled only when the deadline moves earlier; stale ones are ignored);
+* ``Lookup`` asks :class:`~bootstrap.sim.discovery.DiscoveryService` (lookup latency, failures,
+  the discovery timeout); ``Probe`` goes over the scenario's transport; ``StopProbing`` cancels
+  anything in flight to that peer and closes its connection, so a late answer is never fed;
+  decisions go to :class:`~bootstrap.sim.membership.Membership`;
+* as a server it feeds ``ContactedBy(prober)`` for every request, handshake and ``probe``
+  message it receives, and answers with the document it advertises at that moment.
+
+Transports:
+
+``poll``
+    Each ``Probe`` is one HTTP request over a keep-alive connection to that peer (opened if
+    none is open). The answer, or ``ProbeFailed`` at exactly ``send + probe_timeout``.
+``watch``
+    The first ``Probe`` opens a connection and a websocket watch; the server sends its document
+    on connect, on every change and every ``settings.watch_push_interval``; each document
+    reaches the prober as ``ProbeSucceeded`` (solicited or not). Later ``Probe`` actions are
+    ``probe`` messages on the watch, answered by the next document.
+
+A request whose answer would arrive later than ``probe_timeout`` after it was sent fails as
+``"timed out"`` at exactly that instant, and the connection is closed (it is broken: the next
+probe opens a new one). The simulation checks the machine's contract as it goes and reports
+every breach as a violation (see :meth:`Simulation.report`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bootstrap.core.contact_point import ContactPoint
+from bootstrap.core.events import (
+    ContactedBy,
+    ContactPointsDiscovered,
+    DiscoveryFailed,
+    Event,
+    JoinFailed,
+    JoinSeedNodes,
+    JoinSelf,
+    Lookup,
+    Probe,
+    ProbeFailed,
+    ProbeSucceeded,
+    StopProbing,
+)
+from bootstrap.core.machine import BootstrapMachine
+
+from .discovery import DiscoveryService
+from .membership import Membership
+from .network import SYN_RTO, Connection, Network
+from .report import DecisionKind, NodeReport, SimulationReport
+from .scenario import Scenario
+from .scheduler import Scheduler
+
+__all__ = ["Simulation", "Trace", "contact_point_of", "node_name", "run_simulation"]
+
+# A machine whose deadline does not move past ``now`` after handle_timer(now) would make the
+# driver spin at one instant forever; the simulation records a violation and retries this much
+# later instead, so virtual time (and therefore the run) always advances.
+_GUARD_STEP = 0.01
+# Keep the report readable when one bug fires thousands of times.
+_MESSAGES_PER_KIND = 5
+
+
+def contact_point_of(index: int) -> ContactPoint:
+    """Node ``index``'s contact point: ``10.0.{index // 250}.{index % 250 + 1}:8558``."""
+    return ContactPoint(f"10.0.{index // 250}.{index % 250 + 1}", 8558)
+
+
+def node_name(index: int, nodes: int) -> str:
+    """Node ``index``'s ``self_node``; zero-padded so that name order is index order."""
+    return f"sim://node-{index:0{len(str(max(nodes - 1, 0)))}d}"
+
+
+Trace = Callable[[float, int, str, object], None]
+"""Observer of a run: ``(now, node, kind, item)``; kind is ``"event"`` (fed to the machine),
+``"action"`` (drained from it), ``"start"``, ``"stop"`` or ``"joined"`` (item: the cluster id)."""
+
+
+class _Violations:
+    """Breaches of the machine's contract or of the invariants, grouped by kind."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, list[str]] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, kind: str, message: str) -> None:
+        count = self._counts.get(kind, 0)
+        self._counts[kind] = count + 1
+        if count < _MESSAGES_PER_KIND:
+            self._messages.setdefault(kind, []).append(message)
+
+    def lines(self) -> tuple[str, ...]:
+        lines: list[str] = []
+        for kind, messages in self._messages.items():
+            lines.extend(messages)
+            extra = self._counts[kind] - len(messages)
+            if extra:
+                lines.append(f"... and {extra} more of kind {kind!r}")
+        return tuple(lines)
+
+
+class _Node:
+    """A simulated node: its machine, its connections and its counters."""
+
+    __slots__ = (
+        "closed_how",
+        "conns",
+        "contact_point",
+        "contacted_by",
+        "decided_at",
+        "decision",
+        "decision_open",
+        "decision_serial",
+        "discovered",
+        "discovered_at",
+        "document",
+        "incoming",
+        "index",
+        "joined_at",
+        "joins_failed",
+        "lookup_outstanding",
+        "lookups",
+        "machine",
+        "max_open",
+        "name",
+        "opened_after_expiry",
+        "opened_after_failure",
+        "opened_after_stop",
+        "opened_first",
+        "outstanding",
+        "peers_connected",
+        "probes",
+        "pushes",
+        "refused",
+        "requests",
+        "running",
+        "started_at",
+        "stopped_at",
+        "wake_at",
+    )
+
+    def __init__(self, index: int, contact_point: ContactPoint, name: str) -> None:
+        self.index = index
+        self.contact_point = contact_point
+        self.name = name
+        self.machine: BootstrapMachine | None = None
+        self.running = False
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self.wake_at = math.inf  # the pending live wake-up, if any
+        # Driver bookkeeping that the violation checks read.
+        self.lookup_outstanding = False
+        self.outstanding: set[int] = set()  # peers with a Probe in flight
+        self.discovered: tuple[ContactPoint, ...] = ()  # the last lookup result fed
+        self.decision: DecisionKind | None = None
+        self.decision_open = False  # a decision was made and no JoinFailed followed
+        self.decision_serial = 0  # invalidates a pending join when a new decision replaces it
+        self.decided_at: float | None = None
+        self.joined_at: float | None = None
+        self.discovered_at: float | None = None
+        # Connections this node opened (by peer) and the ones peers opened to it (by prober).
+        self.conns: dict[int, Connection] = {}
+        self.incoming: dict[int, Connection] = {}
+        self.closed_how: dict[int, str] = {}  # peer -> how the last accepted connection ended
+        # What the node advertises, as the event its probers are fed; and its ContactedBy.
+        self.document = ProbeSucceeded(contact_point, name, ())
+        self.contacted_by = ContactedBy(contact_point)
+        # Counters.
+        self.probes = self.requests = self.pushes = self.lookups = self.joins_failed = 0
+        self.opened_first = self.opened_after_failure = self.opened_after_stop = 0
+        self.opened_after_expiry = self.refused = self.max_open = 0
+        self.peers_connected = 0
+
+
+class Simulation:
+    """One run of a :class:`Scenario`. Use :func:`run_simulation` unless you need the internals."""
+
+    def __init__(self, scenario: Scenario, *, trace: Trace | None = None) -> None:
+        if not isinstance(scenario, Scenario):
+            raise TypeError(f"expected a Scenario, got {scenario!r}")
+        self.scenario = scenario
+        self._trace = trace
+        self.settings = settings = scenario.settings
+        self.clock = Scheduler()
+        count = scenario.nodes
+        seed = scenario.seed
+        contact_points = [contact_point_of(index) for index in range(count)]
+        names = [node_name(index, count) for index in range(count)]
+        self.nodes = [_Node(index, contact_points[index], names[index]) for index in range(count)]
+        self._index_of_contact_point = {cp: index for index, cp in enumerate(contact_points)}
+        self._index_of_name = {name: index for index, name in enumerate(names)}
+        # Independent streams, so e.g. a change in discovery draws does not reshuffle latencies.
+        self._discovery_rng = random.Random(f"{seed}/discovery")
+        self._membership_rng = random.Random(f"{seed}/membership")
+        self.network = Network(
+            latency=scenario.latency,
+            loss=scenario.loss,
+            partitions=scenario.partitions,
+            rng=random.Random(f"{seed}/network"),
+        )
+        starts = scenario.resolved_start_times()
+        stops = [scenario.stop_time(index) for index in range(count)]
+        self.discovery = DiscoveryService(
+            contact_points=contact_points,
+            registered_at=[start + scenario.register_lag for start in starts],
+            deregistered_at=[stop + scenario.deregister_lag for stop in stops],
+            views=dict(scenario.discovery_views),
+        )
+        self._view_lags = [scenario.view_lag_of(index) for index in range(count)]
+        self.membership = Membership(
+            names,
+            max_seed_nodes=settings.max_seed_nodes,
+            on_document_changed=self._document_changed,
+        )
+        self.violations = _Violations()
+        self._tokens = itertools.count(1)
+        self._watch = scenario.transport == "watch"
+        self._probe_timeout = settings.probe_timeout
+        self._push_interval = settings.watch_push_interval
+        self._lookup_failed = DiscoveryFailed("lookup failed")
+        self._lookup_timed_out = DiscoveryFailed(
+            f"lookup timed out after {settings.discovery_timeout} s"
+        )
+        self._handlers: dict[type, Callable[[_Node, Any], None]] = {
+            Lookup: self._on_lookup,
+            Probe: self._on_probe,
+            StopProbing: self._on_stop_probing,
+            JoinSelf: self._on_join_self,
+            JoinSeedNodes: self._on_join_seed_nodes,
+        }
+        self.formation_time: float | None = None
+        self.last_join_time: float | None = None
+        # The run ends early once every running node joined and no start or stop is pending.
+        self._unjoined_running = 0
+        self._pending_lifecycle = 0
+        for index, start in enumerate(starts):
+            self._pending_lifecycle += 1
+            self.clock.at(start, self._start_node, self.nodes[index])
+        for index, stop in scenario.stop_times:
+            self._pending_lifecycle += 1
+            self.clock.at(stop, self._stop_node, self.nodes[index])
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self) -> SimulationReport:
+        """Run until everyone joined, ``max_time`` or ``max_events``; return the report."""
+        began = time.perf_counter()
+        end_reason = self.clock.run(
+            until=self.scenario.max_time, max_events=self.scenario.max_events
+        )
+        wall = time.perf_counter() - began
+        if end_reason == "finished":
+            end_reason = "all-joined"
+        return self.report(end_reason=end_reason, wall_seconds=wall)
+
+    def _check_finished(self) -> None:
+        if self._unjoined_running == 0 and self._pending_lifecycle == 0:
+            self.clock.finished = True
+
+    def _start_node(self, node: _Node) -> None:
+        now = self.clock.now
+        self._pending_lifecycle -= 1
+        self._unjoined_running += 1
+        node.running = True
+        node.started_at = now
+        if self._trace is not None:
+            self._trace(now, node.index, "start", None)
+        machine = node.machine = BootstrapMachine(
+            self.settings,
+            self_contact_point=node.contact_point,
+            self_node=node.name,
+            rng=random.Random(f"{self.scenario.seed}/machine/{node.index}"),
+        )
+        try:
+            machine.start(now)
+        except Exception as error:
+            self._machine_failed(node, "start()", error)
+            return
+        self._drain(node, machine, False)
+
+    def _stop_node(self, node: _Node) -> None:
+        """The process exits: its machine is dropped and its connections break."""
+        now = self.clock.now
+        self._pending_lifecycle -= 1
+        if node.joined_at is None:
+            self._unjoined_running -= 1
+        node.running = False
+        node.machine = None
+        node.stopped_at = now
+        if self._trace is not None:
+            self._trace(now, node.index, "stop", None)
+        node.outstanding.clear()
+        for conn in list(node.conns.values()):
+            self._close(conn, "stop")
+        for conn in list(node.incoming.values()):
+            # Its probers learn from a reset, which arrives after whatever is in flight.
+            arrival = self.network.reset_arrival(conn, now)
+            if arrival != math.inf:
+                self.clock.at(arrival, self._reset, conn)
+        self.membership.leave(node.index)
+        self._check_finished()
+
+    # --- the machine ------------------------------------------------------------------------
+
+    def _feed(self, node: _Node, event: Event) -> None:
+        machine = node.machine
+        if machine is None:
+            return
+        if self._trace is not None:
+            self._trace(self.clock.now, node.index, "event", event)
+        try:
+            machine.handle(event, self.clock.now)
+        except Exception as error:
+            self._machine_failed(node, f"handle({event!r})", error)
+            return
+        self._drain(node, machine, False)
+
+    def _wake(self, node: _Node, when: float) -> None:
+        machine = node.machine
+        if machine is None or node.wake_at != when:
+            return  # stale: the node stopped, or an earlier wake-up replaced this one
+        node.wake_at = math.inf
+        try:
+            machine.handle_timer(self.clock.now)
+        except Exception as error:
+            self._machine_failed(node, "handle_timer()", error)
+            return
+        self._drain(node, machine, True)
+
+    def _drain(self, node: _Node, machine: BootstrapMachine, after_timer: bool) -> None:
+        """Carry out every queued action, then re-arm the node's wake-up."""
+        handlers = self._handlers
+        trace = self._trace
+        while True:
+            try:
+                action = machine.next_action()
+            except Exception as error:
+                self._machine_failed(node, "next_action()", error)
+                return
+            if action is None:
+                break
+            if trace is not None:
+                trace(self.clock.now, node.index, "action", action)
+            handlers[type(action)](node, action)
+        try:
+            deadline = machine.next_deadline()
+        except Exception as error:
+            self._machine_failed(node, "next_deadline()", error)
+            return
+        now = self.clock.now
+        if not (deadline > now or (deadline == now and not after_timer)):
+            deadline = self._repair_deadline(node, deadline, now, after_timer)
+        if deadline < node.wake_at:
+            node.wake_at = deadline
+            self.clock.at(deadline, self._wake, node, deadline)
+
+    def _repair_deadline(
+        self, node: _Node, deadline: float, now: float, after_timer: bool
+    ) -> float:
+        """Record a deadline that breaks invariant 3 and return one that keeps time moving."""
+        if deadline == now:
+            # handle_timer(now) left work due now undone: waking again at once would spin.
+            self.violations.add(
+                "deadline-stuck",
+                f"node {node.index}: next_deadline() is still {deadline!r} after "
+                f"handle_timer({now!r})",
+            )
+            return now + _GUARD_STEP
+        if deadline != deadline:
+            self.violations.add(
+                "deadline-nan", f"node {node.index}: next_deadline() is NaN at {now!r}"
+            )
+            return now + _GUARD_STEP
+        self.violations.add(
+            "deadline-past",
+            f"node {node.index}: next_deadline() {deadline!r} is in the past at {now!r}",
+        )
+        return now + _GUARD_STEP if after_timer else now
+
+    def _machine_failed(self, node: _Node, call: str, error: Exception) -> None:
+        self.violations.add(
+            "machine-raised",
+            f"node {node.index}: {call} at {self.clock.now!r} raised {error!r}",
+        )
+        # Stop driving it (the node keeps serving its document); a real driver would crash.
+        node.machine = None
+        for conn in list(node.conns.values()):
+            self._close(conn, "stop")
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _on_lookup(self, node: _Node, action: Lookup) -> None:
+        node.lookups += 1
+        now = self.clock.now
+        if node.lookup_outstanding:
+            self.violations.add(
+                "lookup-outstanding",
+                f"node {node.index}: Lookup at {now!r} while one is outstanding",
+            )
+        node.lookup_outstanding = True
+        scenario = self.scenario
+        delay = scenario.lookup_latency.draw(self._discovery_rng)
+        timeout = self.settings.discovery_timeout
+        if delay > timeout:
+            self.clock.at(now + timeout, self._lookup_done, node, self._lookup_timed_out)
+        elif (
+            scenario.discovery_failure and self._discovery_rng.random() < scenario.discovery_failure
+        ):
+            self.clock.at(now + delay, self._lookup_done, node, self._lookup_failed)
+        else:
+            self.clock.at(now + delay, self._lookup_done, node, None)
+
+    def _lookup_done(self, node: _Node, failure: DiscoveryFailed | None) -> None:
+        if node.machine is None:
+            return
+        node.lookup_outstanding = False
+        if failure is not None:
+            self._feed(node, failure)
+            return
+        now = self.clock.now
+        event: ContactPointsDiscovered = self.discovery.lookup(
+            node.index, now, self._view_lags[node.index]
+        )
+        node.discovered = event.contact_points
+        if node.discovered_at is None and any(
+            cp != node.contact_point for cp in event.contact_points[:2]
+        ):
+            node.discovered_at = now
+        self._feed(node, event)
+
+    def _on_probe(self, node: _Node, action: Probe) -> None:
+        node.probes += 1
+        peer = self._index_of_contact_point.get(action.contact_point)
+        if peer is None or peer == node.index:
+            self.violations.add(
+                "probe-unknown",
+                f"node {node.index}: Probe({action.contact_point}) is not a peer",
+            )
+            return
+        if peer in node.outstanding:
+            self.violations.add(
+                "probe-outstanding",
+                f"node {node.index}: Probe({action.contact_point}) at {self.clock.now!r} while "
+                "one is outstanding",
+            )
+        node.outstanding.add(peer)
+        node.requests += 1
+        if self._watch:
+            self._watch_probe(node, peer)
+        else:
+            self._poll_probe(node, peer)
+
+    def _on_stop_probing(self, node: _Node, action: StopProbing) -> None:
+        peer = self._index_of_contact_point.get(action.contact_point)
+        if peer is None:
+            return
+        machine = node.machine
+        if (
+            machine is not None
+            and machine.decision is None
+            and action.contact_point in node.discovered
+        ):
+            self.violations.add(
+                "stop-probing",
+                f"node {node.index}: StopProbing({action.contact_point}) at "
+                f"{self.clock.now!r} without a decision while it is still discovered",
+            )
+        node.outstanding.discard(peer)
+        conn = node.conns.get(peer)
+        if conn is not None:
+            self._close(conn, "stop")
+
+    def _record_decision(self, node: _Node, kind: DecisionKind) -> None:
+        now = self.clock.now
+        if node.decision_open:
+            self.violations.add(
+                "second-decision",
+                f"node {node.index}: {kind} at {now!r} after {node.decision} at "
+                f"{node.decided_at!r} without JoinFailed in between",
+            )
+        node.decision_open = True
+        node.decision = kind
+        node.decided_at = now
+        node.decision_serial += 1
+
+    def _on_join_self(self, node: _Node, action: JoinSelf) -> None:
+        self._record_decision(node, "join-self")
+        now = self.clock.now
+        if self.formation_time is None:
+            self.formation_time = now
+        delay = self.scenario.latency.draw(self._membership_rng)
+        self.clock.at(now + delay, self._complete_join_self, node, node.decision_serial)
+
+    def _complete_join_self(self, node: _Node, serial: int) -> None:
+        if not node.running or serial != node.decision_serial:
+            return
+        self.membership.create(node.index)
+        self._joined(node)
+
+    def _on_join_seed_nodes(self, node: _Node, action: JoinSeedNodes) -> None:
+        self._record_decision(node, "join-seed-nodes")
+        seeds = action.seed_nodes
+        now = self.clock.now
+        if node.name in seeds:
+            self.violations.add(
+                "join-self-node", f"node {node.index}: JoinSeedNodes{seeds} contains itself"
+            )
+        if len(seeds) > self.settings.max_seed_nodes:
+            self.violations.add(
+                "too-many-seeds",
+                f"node {node.index}: JoinSeedNodes with {len(seeds)} seed nodes > "
+                f"max_seed_nodes {self.settings.max_seed_nodes}",
+            )
+        if not seeds:
+            self.violations.add(
+                "no-seeds", f"node {node.index}: JoinSeedNodes() without seed nodes at {now!r}"
+            )
+        # The join handshake with a seed node: one round trip.
+        rtt = self.scenario.latency.draw(self._membership_rng) + self.scenario.latency.draw(
+            self._membership_rng
+        )
+        self.clock.at(now + rtt, self._complete_join, node, node.decision_serial, seeds, now)
+
+    def _complete_join(
+        self, node: _Node, serial: int, seeds: tuple[str, ...], decided_at: float
+    ) -> None:
+        if not node.running or serial != node.decision_serial:
+            return
+        now = self.clock.now
+        for name in seeds:
+            seed = self._index_of_name.get(name)
+            if seed is None or seed == node.index:
+                continue
+            cluster_id = self.membership.cluster_of[seed]
+            if (
+                cluster_id is not None
+                and self.nodes[seed].running
+                and not self.network.separated(node.index, seed, now)
+            ):
+                self.membership.join(node.index, cluster_id)
+                self._joined(node)
+                return
+        # Nobody answered the join: it fails as a real one would, after the timeout.
+        fail_at = max(now, decided_at + self._probe_timeout)
+        self.clock.at(fail_at, self._join_failed, node, serial)
+
+    def _join_failed(self, node: _Node, serial: int) -> None:
+        if not node.running or serial != node.decision_serial:
+            return
+        node.decision_open = False
+        node.joins_failed += 1
+        self._feed(node, JoinFailed("no seed node reachable"))
+
+    def _joined(self, node: _Node) -> None:
+        now = self.clock.now
+        node.joined_at = now
+        self.last_join_time = now
+        if self._trace is not None:
+            self._trace(now, node.index, "joined", self.membership.cluster_of[node.index])
+        self._unjoined_running -= 1
+        self._check_finished()
+
+    def _document_changed(self, index: int) -> None:
+        node = self.nodes[index]
+        membership = self.membership
+        node.document = ProbeSucceeded(
+            node.contact_point,
+            node.name,
+            membership.seed_nodes(index),
+            membership.cluster_of[index],
+        )
+        if self._watch and node.running:
+            for conn in list(node.incoming.values()):
+                if conn.watched:
+                    self._push(conn)
+
+    # --- connections ------------------------------------------------------------------------
+
+    def _step(self, conn: Connection, arrival: float, callback: Callable[..., None]) -> None:
+        """Schedule the next step of ``conn``'s request, or its timeout if that comes first."""
+        token = conn.request
+        if arrival > conn.deadline:
+            self.clock.at(conn.deadline, self._timeout, conn, token)
+        else:
+            self.clock.at(arrival, callback, conn, token)
+
+    def _connect(self, node: _Node, peer: int) -> None:
+        now = self.clock.now
+        conn = Connection(node.index, peer, now)
+        conn.request = next(self._tokens)
+        conn.deadline = now + self._probe_timeout
+        node.conns[peer] = conn
+        if len(node.conns) > node.max_open:
+            node.max_open = len(node.conns)
+        self._step(conn, self.network.send_up(conn, now, SYN_RTO), self._syn_arrived)
+
+    def _syn_arrived(self, conn: Connection, token: int) -> None:
+        if not conn.open or conn.request != token:
+            return
+        now = self.clock.now
+        server = self.nodes[conn.server]
+        network = self.network
+        if not server.running:
+            # Nobody listens: an RST comes straight back.
+            self._step(conn, now + network.latency(), self._refused)
+            return
+        conn.accepted = True
+        server.incoming[conn.client] = conn
+        self._count_open(self.nodes[conn.client], conn.server)
+        established = network.send_down(conn, now, SYN_RTO)  # the SYN-ACK
+        if established > conn.deadline:
+            self._step(conn, established, self._request_arrived)
+            return
+        # The request (HTTP GET or websocket upgrade) leaves with the handshake's final ACK.
+        arrival = network.send_up(conn, established)
+        self._step(conn, arrival, self._upgrade_arrived if self._watch else self._request_arrived)
+
+    def _count_open(self, node: _Node, peer: int) -> None:
+        how = node.closed_how.get(peer)
+        if how is None:
+            node.opened_first += 1
+            node.peers_connected += 1
+        elif how == "failure":
+            node.opened_after_failure += 1
+        elif how == "expiry":
+            node.opened_after_expiry += 1
+        else:
+            node.opened_after_stop += 1
+
+    def _close(self, conn: Connection, how: str) -> None:
+        """Close ``conn`` at both ends; ``how``: "failure", "stop" or "expiry"."""
+        if not conn.open:
+            return
+        conn.open = False
+        conn.request = None
+        client = self.nodes[conn.client]
+        if client.conns.get(conn.server) is conn:
+            del client.conns[conn.server]
+        if conn.accepted:
+            client.closed_how[conn.server] = how
+            server = self.nodes[conn.server]
+            if server.incoming.get(conn.client) is conn:
+                del server.incoming[conn.client]
+
+    def _fail(self, conn: Connection, reason: str) -> None:
+        client = self.nodes[conn.client]
+        self._close(conn, "failure")
+        client.outstanding.discard(conn.server)
+        self._feed(client, ProbeFailed(self.nodes[conn.server].contact_point, reason))
+
+    def _timeout(self, conn: Connection, token: int | None) -> None:
+        if conn.open and token is not None and conn.request == token:
+            self._fail(conn, f"timed out after {self._probe_timeout} s")
+
+    def _refused(self, conn: Connection, token: int) -> None:
+        if conn.open and conn.request == token:
+            self.nodes[conn.client].refused += 1
+            self._fail(conn, "connection refused")
+
+    def _reset(self, conn: Connection) -> None:
+        """The server stopped; the client learns it now."""
+        if not conn.open:
+            return
+        if self._watch or conn.request is not None:
+            self._fail(conn, "connection reset")
+        else:
+            # An idle keep-alive connection: the pool just drops it; nothing was asked.
+            self._close(conn, "failure")
+
+    # --- poll transport ---------------------------------------------------------------------
+
+    def _poll_probe(self, node: _Node, peer: int) -> None:
+        now = self.clock.now
+        conn = node.conns.get(peer)
+        expiry = self.scenario.keepalive_expiry
+        if conn is not None and expiry is not None and now - conn.last_used > expiry:
+            self._close(conn, "expiry")
+            conn = None
+        if conn is None:
+            self._connect(node, peer)
+            return
+        conn.request = next(self._tokens)
+        conn.deadline = now + self._probe_timeout
+        self._step(conn, self.network.send_up(conn, now), self._request_arrived)
+
+    def _request_arrived(self, conn: Connection, token: int) -> None:
+        if not conn.open or conn.request != token:
+            return
+        server = self.nodes[conn.server]
+        if not server.running:
+            # The reset scheduled when it stopped answers this request; if a partition ate
+            # that reset, the request times out.
+            self.clock.at(conn.deadline, self._timeout, conn, token)
+            return
+        self._feed(server, self.nodes[conn.client].contacted_by)
+        document = server.document
+        arrival = self.network.send_down(conn, self.clock.now)
+        if arrival > conn.deadline:
+            self.clock.at(conn.deadline, self._timeout, conn, token)
+        else:
+            self.clock.at(arrival, self._response_arrived, conn, token, document)
+
+    def _response_arrived(self, conn: Connection, token: int, document: ProbeSucceeded) -> None:
+        if not conn.open or conn.request != token:
+            return  # cancelled (StopProbing) or timed out: a late answer is never fed
+        conn.request = None
+        conn.deadline = math.inf
+        conn.last_used = self.clock.now
+        client = self.nodes[conn.client]
+        client.outstanding.discard(conn.server)
+        self._feed(client, document)
+
+    # --- watch transport --------------------------------------------------------------------
+
+    def _watch_probe(self, node: _Node, peer: int) -> None:
+        conn = node.conns.get(peer)
+        if conn is None:
+            self._connect(node, peer)
+            return
+        now = self.clock.now
+        conn.request = next(self._tokens)
+        conn.deadline = now + self._probe_timeout
+        self._step(conn, self.network.send_up(conn, now), self._watch_probe_arrived)
+
+    def _upgrade_arrived(self, conn: Connection, token: int) -> None:
+        if not conn.open or conn.request != token:
+            return
+        server = self.nodes[conn.server]
+        if not server.running:
+            self.clock.at(conn.deadline, self._timeout, conn, token)
+            return
+        conn.watched = True
+        self._feed(server, self.nodes[conn.client].contacted_by)
+        if conn.open:
+            self._push(conn)
+
+    def _watch_probe_arrived(self, conn: Connection, token: int) -> None:
+        if not conn.open:
+            return
+        server = self.nodes[conn.server]
+        if not server.running:
+            self.clock.at(conn.deadline, self._timeout, conn, token)
+            return
+        self._feed(server, self.nodes[conn.client].contacted_by)
+        if conn.open:
+            self._push(conn)
+
+    def _push(self, conn: Connection) -> None:
+        """The server sends its current document on the watch and re-arms its periodic push."""
+        now = self.clock.now
+        arrival = self.network.send_down(conn, now)
+        if arrival != math.inf:
+            self.clock.at(arrival, self._push_arrived, conn, self.nodes[conn.server].document)
+            due = conn.push_due = now + self._push_interval
+            self.clock.at(due, self._push_timer, conn, due)
+        # else the connection stalled: nothing more gets through, so stop pushing into it.
+        if conn.request is not None and arrival > conn.deadline:
+            self.clock.at(conn.deadline, self._timeout, conn, conn.request)
+
+    def _push_timer(self, conn: Connection, due: float) -> None:
+        if conn.open and conn.push_due == due and self.nodes[conn.server].running:
+            self._push(conn)
+
+    def _push_arrived(self, conn: Connection, document: ProbeSucceeded) -> None:
+        if not conn.open:
+            return
+        conn.watch_ready = True
+        client = self.nodes[conn.client]
+        client.pushes += 1
+        if conn.request is not None:
+            # Any document that arrives after a probe was sent answers it.
+            conn.request = None
+            conn.deadline = math.inf
+            client.outstanding.discard(conn.server)
+        self._feed(client, document)
+
+    # --- report -----------------------------------------------------------------------------
+
+    def report(self, *, end_reason: str, wall_seconds: float) -> SimulationReport:
+        """Build the report and run the end-of-run checks."""
+        violations = self.violations
+        created = self.membership.created
+        if len(created) > 1:
+            violations.add(
+                "clusters",
+                f"{len(created)} clusters formed: {', '.join(created)} (expected exactly one)",
+            )
+        if end_reason == "max-events":
+            violations.add(
+                "max-events",
+                f"the run hit max_events ({self.scenario.max_events}) at {self.clock.now!r}",
+            )
+        nodes = []
+        for node in self.nodes:
+            if node.running and node.joined_at is None and self.scenario.expect_formation:
+                started = "not started" if node.machine is None else "not joined"
+                violations.add(
+                    "not-joined",
+                    f"node {node.index} {started} by the end ({self.clock.now:.3f} s): "
+                    f"{self._reason(node)}",
+                )
+            allowed = node.peers_connected + node.opened_after_failure + node.opened_after_stop
+            opened = allowed + node.opened_after_expiry
+            if opened > allowed:
+                violations.add(
+                    "connections",
+                    f"node {node.index} opened {opened} connections to "
+                    f"{node.peers_connected} peers with {node.opened_after_failure} reconnects "
+                    f"after failures and {node.opened_after_stop} after StopProbing "
+                    "(invariant 6)",
+                )
+            nodes.append(self._node_report(node, opened))
+        return SimulationReport(
+            nodes=tuple(nodes),
+            transport=self.scenario.transport,
+            seed=self.scenario.seed,
+            probe_interval=self.settings.probe_interval,
+            clusters_formed=len(created),
+            cluster_ids=tuple(created),
+            formation_time=self.formation_time,
+            all_joined_time=self.last_join_time if end_reason == "all-joined" else None,
+            end_reason=end_reason,
+            simulated_seconds=self.clock.now,
+            events_processed=self.clock.events_processed,
+            messages=self.network.messages,
+            violations=violations.lines(),
+            wall_seconds=wall_seconds,
+        )
+
+    def _reason(self, node: _Node) -> str:
+        if not node.running and node.stopped_at is None:
+            return "not started"
+        if node.joined_at is not None:
+            return f"joined {self.membership.cluster_of[node.index] or '(cluster stopped)'}"
+        if node.machine is None:
+            return "stopped" if not node.running else "machine failed"
+        # Status is O(contact points): only asked for the nodes that matter.
+        return node.machine.status.reason
+
+    def _node_report(self, node: _Node, opened: int) -> NodeReport:
+        return NodeReport(
+            index=node.index,
+            contact_point=str(node.contact_point),
+            self_node=node.name,
+            started_at=node.started_at,
+            stopped_at=node.stopped_at,
+            decision=node.decision,
+            decided_at=node.decided_at,
+            joined_at=node.joined_at,
+            cluster_id=self.membership.cluster_of[node.index],
+            discovered_at=node.discovered_at,
+            probes_sent=node.probes,
+            requests_sent=node.requests,
+            pushes_received=node.pushes,
+            lookups=node.lookups,
+            joins_failed=node.joins_failed,
+            connections_opened=opened,
+            connections_first=node.opened_first,
+            reconnects_after_failure=node.opened_after_failure,
+            reconnects_after_stop=node.opened_after_stop,
+            reconnects_after_expiry=node.opened_after_expiry,
+            connections_refused=node.refused,
+            peers_connected=node.peers_connected,
+            max_open_connections=node.max_open,
+            reason=self._reason(node),
+        )
+
+
+def run_simulation(scenario: Scenario, *, trace: Trace | None = None) -> SimulationReport:
+    """Run ``scenario`` to the end and return its report (deterministic but for wall time)."""
+    return Simulation(scenario, trace=trace).run()
