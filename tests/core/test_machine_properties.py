@@ -341,8 +341,7 @@ class CheckedMachine:
         actions = self.timer(now) if due and (wake_first or rejected) else []
         if isinstance(event, JoinFailed) and self.decision is None:
             self.expect_misuse(lambda: self.machine.handle(event, now))
-            self.now = now  # the time was valid: the machine's clock moved on
-            return actions
+            return actions  # a rejected call does not move the machine's clock either
         self.machine.handle(event, now)
         self.now = now
         self._apply(event)
