@@ -199,3 +199,81 @@ def test_port_in_use_and_errors_in_the_block_come_out_unwrapped() -> None:
         warnings.simplefilter("ignore", ResourceWarning)
         run(main)
         gc.collect()
+
+
+class FlakyMembership:
+    """Refuses the first join, then behaves like LocalMembership."""
+
+    def __init__(self, node: str) -> None:
+        from bootstrap.membership import LocalMembership
+
+        self.inner = LocalMembership(node)
+        self.attempts = 0
+
+    async def join_self(self) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise ConnectionError("seed refused the join")
+        await self.inner.join_self()
+
+    async def join(self, seed_nodes: object) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise ConnectionError("seed refused the join")
+        await self.inner.join(seed_nodes)  # type: ignore[arg-type]
+
+    def members(self) -> object:
+        return self.inner.members()
+
+
+def test_a_failed_join_is_retried_and_the_cluster_still_forms() -> None:
+    """A membership join that raises becomes JoinFailed; the node retries and joins."""
+
+    async def main() -> None:
+        points = loopback_points(2, free_port(), first=111)
+        memberships = [FlakyMembership(f"http://{p}") for p in points]
+        async with AsyncExitStack() as stack:
+            nodes = [
+                await stack.enter_async_context(
+                    open_node(
+                        contact_point=point,
+                        discovery=StaticDiscovery(points),
+                        settings=FAST,
+                        membership=membership,  # type: ignore[arg-type]
+                    )
+                )
+                for point, membership in zip(points, memberships, strict=True)
+            ]
+            await wait_all_joined(nodes)
+            assert [m.attempts for m in memberships] == [2, 2]
+            assert nodes[0].decision == JoinSelf()
+
+    run(main)
+
+
+class HangingDiscovery:
+    """A discovery backend that never answers."""
+
+    async def lookup(self) -> list[ContactPoint]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def test_a_hanging_lookup_is_cancelled_after_the_discovery_timeout() -> None:
+    """The driver cancels a lookup after discovery_timeout and reports why."""
+
+    async def main() -> None:
+        point = loopback_points(1, free_port(), first=121)[0]
+        settings = attrs_evolve(FAST, discovery_timeout=0.3)
+        async with open_node(
+            contact_point=point, discovery=HangingDiscovery(), settings=settings
+        ) as node:
+            await trio.sleep(0.6)
+            assert node.status.reason == (
+                "discovery failed (lookup timed out after 0.3 s); joining an existing cluster "
+                "still works, but no new cluster is formed until a lookup succeeds"
+            )
+            # The next lookup waits out the backoff (2 x discovery_interval, jittered).
+            assert node.statistics().lookups == 1
+
+    run(main)

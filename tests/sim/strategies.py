@@ -70,7 +70,8 @@ def formation_scenarios(draw: st.DrawFn, *, max_nodes: int = 30) -> Scenario:
     # "Consistent discovery" (DESIGN invariant 5): no node's view may stay unchanged for a
     # whole stable margin before it lists every node. A node that starts later than that may
     # meet a cluster formed without it, and if it is the lowest it can form a second one from
-    # answers that predate that cluster (see test_simulation.py, the stable-margin test).
+    # answers that predate that cluster (see test_simulation.py,
+    # ``test_lowest_node_starting_after_a_premature_formation_joins_it``).
     required = consistent_discovery_margin(scenario)
     if stable_margin <= required:
         stable_margin = required + draw(st.floats(0.01, 5.0))

@@ -196,6 +196,31 @@ def test_push_at_probe_due_time_keeps_one_probe_outstanding() -> None:
     assert not [violation for violation in report.violations if "outstanding" in violation]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="machine issue (reported): JoinSelf trusts answers up to observation_ttl old, taken "
+    "before a peer formed a cluster without this node",
+)
+def test_lowest_node_starting_after_a_premature_formation_joins_it() -> None:
+    """The lowest node, started after others formed without it, joins instead of forming."""
+    # The stable margin (0.5 s) is shorter than the gap between starts, so node 1 forms from a
+    # partial view at 0.62 s. Node 0 started at 0.24 s, probed node 1 (no seed nodes yet) and
+    # forms a second cluster at 0.75 s on that 0.5 s old answer. This is outside invariant 5's
+    # "consistent discovery" (the property test keeps the margin longer than the start gaps),
+    # but a confirmation round before JoinSelf would make it join.
+    report = run_simulation(
+        Scenario(
+            nodes=8,
+            transport="poll",
+            settings=Settings(stable_margin=0.5, probe_jitter=0.0),
+            start_spread=1.0,
+            latency=Latency.constant(0.0),
+            seed=0,
+        )
+    )
+    assert report.clusters_formed == 1
+
+
 # --- accounting and invariant 6 -------------------------------------------------------------
 
 
