@@ -127,15 +127,12 @@ class WatchConnection(Protocol):
 
     async def get_message(self) -> str | bytes:
         """The next message; raises :class:`trio_websocket.ConnectionClosed` once closed."""
-        ...
 
     async def send_message(self, message: str | bytes) -> None:
         """Send one message; raises :class:`trio_websocket.ConnectionClosed` if closed."""
-        ...
 
     async def aclose(self) -> None:
         """Close the watch (idempotent)."""
-        ...
 
 
 class ConnectWebsocket(Protocol):
