@@ -788,7 +788,17 @@ class Simulation:
     # --- report -----------------------------------------------------------------------------
 
     def report(self, *, end_reason: str, wall_seconds: float) -> SimulationReport:
-        """Build the report and run the end-of-run checks."""
+        """Build the report and run the end-of-run checks.
+
+        Violations found as the run went: a ``Lookup`` or ``Probe`` while one is outstanding;
+        a second decision without ``JoinFailed``; ``JoinSeedNodes`` naming this node, more than
+        ``max_seed_nodes`` or none; ``StopProbing`` of a still-discovered contact point before
+        a decision; ``next_deadline()`` NaN, in the past, or not past ``now`` after
+        ``handle_timer(now)``; an exception out of the machine. Checked here: more than one
+        cluster; a running node not joined (unless ``expect_formation`` is off); connections
+        opened beyond peers + reconnects after failures or ``StopProbing`` (invariant 6);
+        the event cap reached.
+        """
         violations = self.violations
         created = self.membership.created
         if len(created) > 1:
