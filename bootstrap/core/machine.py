@@ -153,6 +153,7 @@ class BootstrapMachine:
 
         # Contact points. ``_discovered`` is sorted and includes self when discovery returns it.
         self._discovered: tuple[ContactPoint, ...] = ()
+        self._last_raw_discovery: tuple[ContactPoint, ...] | None = None
         self._peers: dict[ContactPoint, _Peer] = {}
         self._fresh: set[ContactPoint] = set()
         self._seeded: dict[ContactPoint, SeededAnswer] = {}
@@ -405,11 +406,17 @@ class BootstrapMachine:
         self._schedule_lookup(
             now + jittered(settings.discovery_interval, settings.discovery_jitter, self._rng)
         )
-        selected = select_contact_points(
-            event.contact_points,
-            fallback_port=settings.fallback_port,
-            filter_on_fallback_port=settings.filter_on_fallback_port,
-        )
+        # Most lookups return what the last one did: skip re-filtering (which rebuilds every
+        # contact point) when the raw result is unchanged.
+        if event.contact_points == self._last_raw_discovery:
+            selected = self._discovered
+        else:
+            selected = select_contact_points(
+                event.contact_points,
+                fallback_port=settings.fallback_port,
+                filter_on_fallback_port=settings.filter_on_fallback_port,
+            )
+            self._last_raw_discovery = event.contact_points
         changed = selected != self._discovered
         if changed:
             kept = set(selected)
