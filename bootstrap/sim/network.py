@@ -129,30 +129,34 @@ class Network:
 
     def send_up(self, connection: Connection, now: float, first_rto: float = DATA_RTO) -> float:
         """Send client -> server; return the arrival time, or ``math.inf`` if it never arrives."""
-        self.messages += 1
-        if connection.stalled:
-            return math.inf
-        arrival = now + self.transmission_delay(first_rto)
-        if self._lost(connection.client, connection.server, now, arrival):
-            connection.stalled = True
-            return math.inf
-        if arrival < connection.last_up:
-            arrival = connection.last_up
-        connection.last_up = arrival
-        return arrival
+        return self._send(connection, now, first_rto, upstream=True)
 
     def send_down(self, connection: Connection, now: float, first_rto: float = DATA_RTO) -> float:
         """Send server -> client; return the arrival time, or ``math.inf`` if it never arrives."""
+        return self._send(connection, now, first_rto, upstream=False)
+
+    def _send(
+        self, connection: Connection, now: float, first_rto: float, *, upstream: bool
+    ) -> float:
         self.messages += 1
         if connection.stalled:
             return math.inf
+        sender, receiver = (
+            (connection.client, connection.server)
+            if upstream
+            else (connection.server, connection.client)
+        )
         arrival = now + self.transmission_delay(first_rto)
-        if self._lost(connection.server, connection.client, now, arrival):
+        if self._lost(sender, receiver, now, arrival):
             connection.stalled = True
             return math.inf
-        if arrival < connection.last_down:
-            arrival = connection.last_down
-        connection.last_down = arrival
+        # TCP delivers in order: a message never overtakes the previous one in its direction.
+        previous = connection.last_up if upstream else connection.last_down
+        arrival = max(arrival, previous)
+        if upstream:
+            connection.last_up = arrival
+        else:
+            connection.last_down = arrival
         return arrival
 
     def reset_arrival(self, connection: Connection, now: float) -> float:
