@@ -42,3 +42,13 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy", "--strict", "bootstrap")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The connection-churn benchmark; pass its options after ``--`` (e.g. ``-- --quick``).
+
+    Network namespaces need root and iproute2; ``-- --isolation loopback`` runs without them.
+    """
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    session.run("python", "benchmarks/churn.py", *session.posargs)

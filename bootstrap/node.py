@@ -119,22 +119,8 @@ class Node:
             settings, self_contact_point=contact_point, self_node=self_node, rng=rng
         )
         self._events_in, self._events_out = trio.open_memory_channel[Event](math.inf)
-        self.prober = Prober(
-            settings=settings,
-            self_contact_point=contact_point,
-            service_name=service_name,
-            transport=transport,
-            report=self._report,
-        )
-        self.app = ManagementApp(
-            settings=settings,
-            self_contact_point=contact_point,
-            service_name=service_name,
-            document=self.document,
-            status=self.status_json,
-            ready=lambda: self.joined,
-            on_contacted=lambda peer: self._report(ContactedBy(peer)),
-        )
+        self.prober = self._make_prober(transport)
+        self.app = self._make_app()
         self.joined = False
         self._decided = trio.Event()
         self._joined_event = trio.Event()
@@ -190,6 +176,28 @@ class Node:
                 "selfNode": self.self_node,
                 "joined": self.joined,
             },
+        )
+
+    # --- the parts (a subclass may swap them: the benchmark's emulation of the anchor does) ----
+
+    def _make_prober(self, transport: Transport) -> Prober:
+        return Prober(
+            settings=self.settings,
+            self_contact_point=self.contact_point,
+            service_name=self.service_name,
+            transport=transport,
+            report=self._report,
+        )
+
+    def _make_app(self) -> ManagementApp:
+        return ManagementApp(
+            settings=self.settings,
+            self_contact_point=self.contact_point,
+            service_name=self.service_name,
+            document=self.document,
+            status=self.status_json,
+            ready=lambda: self.joined,
+            on_contacted=lambda peer: self._report(ContactedBy(peer)),
         )
 
     # --- the driver ---------------------------------------------------------------------------

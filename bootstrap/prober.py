@@ -586,11 +586,16 @@ class Prober:
             verify=self._ssl_context,
             trust_env=False,
             local_address=self._local_address(address),
-            limits=httpx.Limits(
-                max_connections=1,
-                max_keepalive_connections=1,
-                keepalive_expiry=self._keepalive_expiry,
-            ),
+            limits=self._pool_limits(),
+        )
+
+    def _pool_limits(self) -> httpx.Limits:
+        # One connection per peer, kept between probes (the benchmark's emulation of the anchor
+        # overrides this to keep none).
+        return httpx.Limits(
+            max_connections=1,
+            max_keepalive_connections=1,
+            keepalive_expiry=self._keepalive_expiry,
         )
 
     def _connection_opened(self, address: ContactPoint) -> None:

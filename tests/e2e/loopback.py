@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 
+from benchmarks.procfs import tcp_sockets
 from bootstrap import ContactPoint
 from bootstrap.discovery import DiscoveryError
 
@@ -36,26 +37,14 @@ class MutableDiscovery:
         return list(self.contact_points)
 
 
-_TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "02": "SYN_SENT"}
-
-
-def _address(hex_address: str) -> tuple[str, int]:
-    host_hex, port_hex = hex_address.split(":")
-    # /proc/net/tcp prints the IPv4 address as a little-endian 32-bit number.
-    octets = bytes.fromhex(host_hex)[::-1]
-    return socket.inet_ntoa(octets), int(port_hex, 16)
-
-
 def kernel_tcp_sockets() -> list[tuple[tuple[str, int], tuple[str, int], str]]:
-    """Every IPv4 TCP socket the kernel knows in this namespace: (local, remote, state)."""
-    sockets = []
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            local, remote, state = _address(fields[1]), _address(fields[2]), fields[3]
-            sockets.append((local, remote, _TCP_STATES.get(state, state)))
-    return sockets
+    """Every IPv4 TCP socket the kernel knows in this namespace: (local, remote, state).
+
+    IPv4 peers of dual-stack IPv6 sockets count as IPv4 (procfs prints them as a.b.c.d).
+    """
+    return [
+        (sock.local, sock.remote, sock.state) for sock in tcp_sockets() if ":" not in sock.local[0]
+    ]
 
 
 def outgoing_connections(host: str, peer_port: int) -> set[tuple[int, str, int]]:

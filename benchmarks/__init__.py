@@ -1,0 +1,1 @@
+"""Benchmarks; a package so that tests can import their helpers."""

@@ -1,0 +1,610 @@
+"""Connection churn and formation time: our node beside an emulation of the anchor, in one run.
+
+Reproduces the lab experiment that exposed the anchor's port exhaustion (Akka.NET issue 2571:
+about 1,100 TCP sockets per node at a 1 s probe interval while formation stalled) and runs our
+node (watch and poll transports) through the same scenarios on the same machine:
+
+* **stalled**: N nodes discovered, ``required_contact_points = N``, only ``up`` of them started,
+  for ``--duration`` seconds; sockets, new connections, CPU and memory sampled every second
+  per node from the node's own network namespace (``/proc/<pid>/net/tcp``);
+* **late arrival** (the tail of every stalled run): the missing nodes start; time from the last
+  start (its server listening) to every node joined;
+* **formation**: all N start in random order within ``--spread`` seconds; time from the last
+  start to every node joined.
+
+Each node is its own process (``benchmarks/churn_node.py``), by default in its own network
+namespace on a bridge (root and iproute2 needed; everything created is removed on exit, also on
+Ctrl-C or SIGTERM). ``--isolation loopback`` runs them on 127.x.0.y instead, each run on fresh
+addresses so one run's TIME_WAIT sockets are never counted in the next.
+
+    sudo python benchmarks/churn.py --quick          # N=8, 6 up, 30 s, 1 s interval: < 3 minutes
+    sudo python benchmarks/churn.py                  # the full run of docs/benchmarks.md
+    nox -s bench -- --quick                          # the same, in a venv nox prepares
+
+Writes ``churn.json`` (every series and the summaries) and PNG charts into ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+if __package__ in (None, ""):
+    # Run as a script: make the repository importable (``bootstrap`` and ``benchmarks``).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import procfs
+from benchmarks.churn_node import STRATEGIES
+from benchmarks.isolation import (
+    Isolation,
+    LoopbackIsolation,
+    NetnsIsolation,
+    exit_on_sigterm,
+    netns_available,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "churn"
+MANAGEMENT_PORT = 8558
+# Sockets and connections are judged after the first probe round: the first seconds are the
+# same for every strategy (each peer is connected once).
+WARM_UP = 5.0
+METRICS = (
+    "tcp_sockets",
+    "established",
+    "time_wait",
+    "new_connections_driver",
+    "new_connections_kernel",
+    "cpu_seconds",
+    "rss_bytes",
+    "requests_served",
+)
+
+
+# --- one node process ------------------------------------------------------------------------
+
+
+class NodeProcess:
+    """A running ``churn_node`` process and the latest of what it printed."""
+
+    def __init__(
+        self, index: int, address: str, command: list[str], log: Path, spawned_at: float
+    ) -> None:
+        self.index = index
+        self.address = address
+        self.spawned_at = spawned_at
+        self.listening_at: float | None = None
+        self.latest: dict[str, Any] = {}
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: TextIO) -> None:
+        for line in stream:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            with self._changed:
+                if record.get("event") == "listening":
+                    self.listening_at = float(record["wall"])
+                else:
+                    self.latest = record
+                self._changed.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_listening(self, timeout: float) -> None:
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: self.listening_at is not None or not self.alive, timeout
+            ):
+                raise RuntimeError(f"node {self.address} did not start within {timeout} s")
+        if self.listening_at is None:
+            raise RuntimeError(
+                f"node {self.address} exited with {self.process.poll()} before listening; "
+                f"see {self._log.name}"
+            )
+
+    def stop(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=5)
+        self._log.close()
+
+
+# --- one run: a strategy at one interval in one scenario --------------------------------------
+
+
+class Run:
+    """Starts nodes, samples them every second, and keeps every series."""
+
+    def __init__(
+        self,
+        *,
+        scenario: str,
+        strategy: str,
+        interval: float,
+        isolation: Isolation,
+        args: argparse.Namespace,
+        log_dir: Path,
+    ) -> None:
+        self.scenario = scenario
+        self.strategy = strategy
+        self.interval = interval
+        self.isolation = isolation
+        self.args = args
+        self.log_dir = log_dir
+        self.addresses = isolation.addresses
+        self.nodes: dict[int, NodeProcess] = {}
+        self.tracker = procfs.ConnectionTracker(server_port=args.port)
+        self.started_at = time.time()
+        self.t: list[float] = []
+        self.per_node: dict[str, dict[str, list[float | None]]] = {
+            address: {metric: [] for metric in METRICS} for address in self.addresses
+        }
+        self._driver_seen: dict[str, int] = {}
+        self._stop_sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_every_second, daemon=True)
+
+    # nodes
+
+    def start_node(self, index: int) -> NodeProcess:
+        address = self.addresses[index]
+        peers = ",".join(f"{peer}:{self.args.port}" for peer in self.addresses)
+        command = [
+            *self.isolation.command_prefix(index),
+            sys.executable,
+            "-m",
+            "benchmarks.churn_node",
+            f"--strategy={self.strategy}",
+            f"--address={address}",
+            f"--port={self.args.port}",
+            f"--peers={peers}",
+            f"--required={len(self.addresses)}",
+            f"--probe-interval={self.interval}",
+            f"--stable-margin={self.args.stable_margin}",
+        ]
+        log = self.log_dir / f"{self.scenario}-{self.strategy}-{self.interval:g}s-{index}.log"
+        node = NodeProcess(index, address, command, log, time.time())
+        self.nodes[index] = node
+        return node
+
+    def stop_all(self) -> None:
+        self._stop_sampling.set()
+        if self._sampler.is_alive():
+            self._sampler.join()
+        for node in self.nodes.values():
+            node.stop()
+
+    def start_sampling(self) -> None:
+        self._sampler.start()
+
+    # sampling
+
+    def _sample_every_second(self) -> None:
+        tick = 0
+        while not self._stop_sampling.is_set():
+            self._sample_once()
+            tick += 1
+            delay = self.started_at + tick * self.args.sample_every - time.time()
+            self._stop_sampling.wait(max(0.0, delay))
+
+    def _sample_once(self) -> None:
+        now = time.time()
+        live = {node.address: node for node in list(self.nodes.values()) if node.alive}
+        # One read per network namespace (all nodes share one under loopback isolation).
+        tables: dict[int, list[procfs.TcpSocket]] = {}
+        owner: dict[str, int] = {}
+        for address, node in live.items():
+            with contextlib.suppress(ProcessLookupError):
+                namespace = procfs.netns_id(node.pid)
+                if namespace not in tables:
+                    tables[namespace] = procfs.tcp_sockets(node.pid)
+                owner[address] = namespace
+        new_by_client = self.tracker.observe(
+            socket for table in tables.values() for socket in table
+        )
+        self.t.append(round(now - self.started_at, 3))
+        for address in self.addresses:
+            series = self.per_node[address]
+            node = live.get(address)
+            if node is None or address not in owner:
+                for metric in METRICS:
+                    series[metric].append(None)
+                continue
+            mine = [
+                socket
+                for socket in tables[owner[address]]
+                if socket.local[0] == address and socket.state != "LISTEN"
+            ]
+            series["tcp_sockets"].append(len(mine))
+            series["established"].append(sum(s.state == "ESTABLISHED" for s in mine))
+            series["time_wait"].append(sum(s.state == "TIME_WAIT" for s in mine))
+            series["new_connections_kernel"].append(new_by_client.get(address, 0))
+            opened = int(node.latest.get("connections_opened", 0))
+            series["new_connections_driver"].append(opened - self._driver_seen.get(address, 0))
+            self._driver_seen[address] = opened
+            series["requests_served"].append(int(node.latest.get("requests_served", 0)))
+            try:
+                series["cpu_seconds"].append(round(procfs.cpu_seconds(node.pid), 2))
+                series["rss_bytes"].append(procfs.rss_bytes(node.pid))
+            except ProcessLookupError:
+                series["cpu_seconds"].append(None)
+                series["rss_bytes"].append(None)
+
+    # waiting for the cluster
+
+    def wait_all_joined(self, indices: list[int], timeout: float) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if all(self.nodes[i].latest.get("joined_at") is not None for i in indices):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def outcome(self, indices: list[int], *, timeout: float) -> dict[str, Any]:
+        """How the cluster ended up: joined?, when (after the last start), how many formed one."""
+        last_start = max(self.nodes[i].listening_at or 0.0 for i in indices)
+        formed = self.wait_all_joined(indices, timeout)
+        joined = [self.nodes[i].latest.get("joined_at") for i in indices]
+        decisions = [self.nodes[i].latest.get("decision") for i in indices]
+        return {
+            "formed": formed,
+            "seconds_after_last_start": (
+                round(max(joined) - last_start, 3) if formed else None  # type: ignore[type-var]
+            ),
+            "nodes_joined": sum(value is not None for value in joined),
+            "clusters_formed": decisions.count("join-self"),
+            "last_start_after_spawn": round(
+                last_start - max(self.nodes[i].spawned_at for i in indices), 3
+            ),
+            "timeout": timeout,
+        }
+
+    # the record
+
+    def record(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "strategy": self.strategy,
+            "probe_interval": self.interval,
+            "isolation": self.isolation.name,
+            "nodes": len(self.addresses),
+            "up": self.args.up,
+            "series": {
+                "t": self.t,
+                "mean": self._aggregate(lambda values: sum(values) / len(values)),
+                "max": self._aggregate(max),
+                "per_node": self.per_node,
+            },
+            **extra,
+        }
+
+    def _aggregate(self, combine: Any) -> dict[str, list[float | None]]:
+        aggregated: dict[str, list[float | None]] = {}
+        for metric in METRICS:
+            column: list[float | None] = []
+            for index in range(len(self.t)):
+                values = [
+                    value
+                    for series in self.per_node.values()
+                    if (value := series[metric][index]) is not None
+                ]
+                column.append(round(combine(values), 3) if values else None)
+            aggregated[metric] = column
+        return aggregated
+
+
+# --- the scenarios ---------------------------------------------------------------------------
+
+
+def summarise_stall(run: Run, up: list[int], window_end: float) -> dict[str, Any]:
+    """Per-node figures over the stall, after the first probe round (``WARM_UP`` s)."""
+    rows = [i for i, t in enumerate(run.t) if WARM_UP <= t <= window_end]
+    addresses = [run.addresses[i] for i in up]
+
+    def values(metric: str, address: str) -> list[float]:
+        series = run.per_node[address][metric]
+        return [value for i in rows if (value := series[i]) is not None]
+
+    def mean(numbers: list[float]) -> float:
+        return sum(numbers) / len(numbers) if numbers else 0.0
+
+    seconds = (run.t[rows[-1]] - run.t[rows[0]]) if len(rows) > 1 else 1.0
+    last = rows[-1] if rows else len(run.t) - 1
+    first = rows[0] if rows else 0
+
+    def delta(metric: str, address: str) -> float:
+        series = run.per_node[address][metric]
+        end, start = series[last], series[first]
+        return (end or 0.0) - (start or 0.0)
+
+    # Connections opened during the first round too: the whole stall, per node.
+    driver_total = [
+        sum(v for v in run.per_node[a]["new_connections_driver"][: last + 1] if v)
+        for a in addresses
+    ]
+    kernel_total = [
+        sum(v for v in run.per_node[a]["new_connections_kernel"][: last + 1] if v)
+        for a in addresses
+    ]
+    return {
+        "window_seconds": round(seconds, 1),
+        "tcp_sockets_per_node": round(mean([mean(values("tcp_sockets", a)) for a in addresses]), 1),
+        "tcp_sockets_per_node_max": max(
+            (max(values("tcp_sockets", a), default=0) for a in addresses), default=0
+        ),
+        "tcp_sockets_per_node_at_end": round(
+            mean([run.per_node[a]["tcp_sockets"][last] or 0 for a in addresses]), 1
+        ),
+        "established_per_node": round(mean([mean(values("established", a)) for a in addresses]), 1),
+        "time_wait_per_node_at_end": round(
+            mean([run.per_node[a]["time_wait"][last] or 0 for a in addresses]), 1
+        ),
+        "new_connections_per_node_per_second_driver": round(
+            mean([sum(values("new_connections_driver", a)[1:]) / seconds for a in addresses]), 3
+        ),
+        "new_connections_per_node_per_second_kernel": round(
+            mean([sum(values("new_connections_kernel", a)[1:]) / seconds for a in addresses]), 3
+        ),
+        "connections_per_node_driver": round(mean(driver_total), 1),
+        "connections_per_node_kernel": round(mean(kernel_total), 1),
+        "cpu_seconds_per_node": round(
+            mean([run.per_node[a]["cpu_seconds"][last] or 0.0 for a in addresses]), 2
+        ),
+        "cpu_percent_per_node": round(
+            100 * mean([delta("cpu_seconds", a) for a in addresses]) / seconds, 2
+        ),
+        "requests_served_per_node_per_second": round(
+            mean([delta("requests_served", a) for a in addresses]) / seconds, 2
+        ),
+        "rss_mib_per_node": round(
+            mean([(run.per_node[a]["rss_bytes"][last] or 0) / 2**20 for a in addresses]), 1
+        ),
+        "decided_during_stall": sum(run.nodes[i].latest.get("decided_at") is not None for i in up),
+    }
+
+
+def run_stalled(
+    strategy: str, interval: float, isolation: Isolation, args: argparse.Namespace, log_dir: Path
+) -> dict[str, Any]:
+    run = Run(
+        scenario="stalled",
+        strategy=strategy,
+        interval=interval,
+        isolation=isolation,
+        args=args,
+        log_dir=log_dir,
+    )
+    up = list(range(args.up))
+    late = list(range(args.up, args.nodes))
+    try:
+        for index in up:
+            run.start_node(index)
+        for index in up:
+            run.nodes[index].wait_listening(30)
+        run.started_at = max(run.nodes[i].listening_at or 0.0 for i in up)
+        run.start_sampling()
+        time.sleep(max(0.0, run.started_at + args.duration - time.time()))
+        stall_end = time.time() - run.started_at
+        summary = summarise_stall(run, up, stall_end)
+        late_arrival = None
+        if late:
+            for index in late:
+                run.start_node(index)
+            for index in late:
+                run.nodes[index].wait_listening(30)
+            late_arrival = run.outcome(up + late, timeout=args.late_timeout)
+        return run.record(summary=summary, late_arrival=late_arrival, stall_seconds=stall_end)
+    finally:
+        run.stop_all()
+
+
+def run_formation(
+    strategy: str, interval: float, isolation: Isolation, args: argparse.Namespace, log_dir: Path
+) -> dict[str, Any]:
+    run = Run(
+        scenario="formation",
+        strategy=strategy,
+        interval=interval,
+        isolation=isolation,
+        args=args,
+        log_dir=log_dir,
+    )
+    everyone = list(range(args.nodes))
+    order = everyone[:]
+    random.Random(args.seed).shuffle(order)
+    delays = sorted(random.Random(args.seed + 1).uniform(0, args.spread) for _ in order)
+    try:
+        run.start_sampling()
+        began = time.time()
+        for index, delay in zip(order, delays, strict=True):
+            time.sleep(max(0.0, began + delay - time.time()))
+            run.start_node(index)
+        for index in everyone:
+            run.nodes[index].wait_listening(30)
+        formation = run.outcome(everyone, timeout=args.formation_timeout)
+        formation["start_order"] = order
+        return run.record(formation=formation)
+    finally:
+        run.stop_all()
+
+
+# --- the whole benchmark ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def isolation_for(args: argparse.Namespace, run_number: int) -> Iterator[Isolation]:
+    """Fresh addresses (and namespaces) for every run: TIME_WAIT never leaks across runs."""
+    isolation: Isolation
+    if args.isolation == "netns":
+        isolation = NetnsIsolation(args.nodes, tag=f"{os.getpid() % 10000}r{run_number}")
+    else:
+        isolation = LoopbackIsolation(args.nodes, subnet=1 + run_number % 254)
+    with isolation:
+        yield isolation
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="N=8, 6 up, 30 s, 1 s interval (under 3 minutes)"
+    )
+    parser.add_argument("--isolation", choices=("netns", "loopback"), default="netns")
+    parser.add_argument("--nodes", type=int, help="nodes discovered and required (default 20)")
+    parser.add_argument("--up", type=int, help="nodes started in the stall (default nodes - 2)")
+    parser.add_argument("--duration", type=float, help="seconds of stall (default 120)")
+    parser.add_argument("--intervals", help="probe intervals, comma-separated (default 1,5,10)")
+    parser.add_argument(
+        "--strategies",
+        help=f"comma-separated, of {', '.join(STRATEGIES)} (default ours-watch,ours-poll,anchor)",
+    )
+    parser.add_argument(
+        "--scenarios", default="stalled,formation", help="stalled, formation or both"
+    )
+    parser.add_argument("--stable-margin", type=float, default=5.0)
+    parser.add_argument("--spread", type=float, default=3.0, help="formation start spread (s)")
+    parser.add_argument("--formation-timeout", type=float, help="default 60 (quick: 20)")
+    parser.add_argument("--late-timeout", type=float, default=20.0)
+    parser.add_argument("--sample-every", type=float, default=1.0)
+    parser.add_argument("--port", type=int, default=MANAGEMENT_PORT)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--no-charts", action="store_true", help="write the JSON only")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.nodes = args.nodes or (8 if quick else 20)
+    args.up = args.up if args.up is not None else args.nodes - 2
+    args.duration = args.duration or (30.0 if quick else 120.0)
+    args.intervals = [float(v) for v in (args.intervals or ("1" if quick else "1,5,10")).split(",")]
+    args.strategies = (args.strategies or "ours-watch,ours-poll,anchor").split(",")
+    args.scenarios = args.scenarios.split(",")
+    args.formation_timeout = args.formation_timeout or (20.0 if quick else 60.0)
+    for strategy in args.strategies:
+        if strategy not in STRATEGIES:
+            parser.error(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    for scenario in args.scenarios:
+        if scenario not in ("stalled", "formation"):
+            parser.error(f"unknown scenario {scenario!r}; choose stalled and/or formation")
+    if not 1 <= args.up <= args.nodes:
+        parser.error(f"--up must be between 1 and --nodes ({args.nodes}), got {args.up}")
+    if args.isolation == "netns" and (reason := netns_available()) is not None:
+        parser.error(f"--isolation netns is not possible here: {reason}; try --isolation loopback")
+    return args
+
+
+def print_table(runs: list[dict[str, Any]]) -> None:
+    print(
+        f"{'scenario':<10} {'strategy':<14} {'interval':>8} {'sockets/node':>12} "
+        f"{'TIME_WAIT':>9} {'new conn/s':>10} {'CPU %':>6} {'joined after':>13}"
+    )
+    for run in runs:
+        summary = run.get("summary") or {}
+        outcome = run.get("late_arrival") or run.get("formation") or {}
+        joined = (
+            "n/a"
+            if not outcome
+            else (f"{outcome['seconds_after_last_start']:.2f} s" if outcome["formed"] else "never")
+        )
+        print(
+            f"{run['scenario']:<10} {run['strategy']:<14} {run['probe_interval']:>7g}s "
+            f"{summary.get('tcp_sockets_per_node', ''):>12} "
+            f"{summary.get('time_wait_per_node_at_end', ''):>9} "
+            f"{summary.get('new_connections_per_node_per_second_kernel', ''):>10} "
+            f"{summary.get('cpu_percent_per_node', ''):>6} {joined:>13}",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    exit_on_sigterm()
+    args.output.mkdir(parents=True, exist_ok=True)
+    log_dir = args.output / "logs"
+    log_dir.mkdir(exist_ok=True)
+    document: dict[str, Any] = {
+        "benchmark": "churn",
+        "command": " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv]),
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "parameters": {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in vars(args).items()
+        },
+        "warm_up_seconds": WARM_UP,
+        "runs": [],
+    }
+    began = time.time()
+    run_number = 0
+    for scenario in args.scenarios:
+        for interval in args.intervals:
+            for strategy in args.strategies:
+                run_number += 1
+                print(f"--- {scenario}, {strategy}, probe interval {interval:g} s", flush=True)
+                with isolation_for(args, run_number) as isolation:
+                    runner = run_stalled if scenario == "stalled" else run_formation
+                    record = runner(strategy, interval, isolation, args, log_dir)
+                document["runs"].append(record)
+                print_table([record])
+    document["wall_seconds"] = round(time.time() - began, 1)
+    sim_scaling = ROOT / "benchmarks" / "results" / "sim_scaling.json"
+    if sim_scaling.exists():
+        document["sim_scaling"] = json.loads(sim_scaling.read_text())
+    output = args.output / "churn.json"
+    output.write_text(json.dumps(document) + "\n")
+    print(f"wrote {output}")
+    if not args.no_charts:
+        from benchmarks.charts import write_charts  # matplotlib: only imported when drawing
+
+        for chart in write_charts(document, args.output):
+            print(f"wrote {chart}")
+    print()
+    print_table(document["runs"])
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; namespaces and nodes were cleaned up", file=sys.stderr)
+        sys.exit(130)

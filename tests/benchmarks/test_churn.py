@@ -1,0 +1,128 @@
+"""The churn benchmark end to end: ``--quick --isolation loopback`` with a short stall.
+
+Asserts counts from the JSON it writes, never times: how many connections each strategy opened
+(by the driver and by the kernel), how many sockets a node holds, and that every scenario ends
+in exactly one cluster for our node. The anchor's emulation must show its leak (about one new
+connection per peer per probe interval), or the comparison would prove nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.loopback import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+NODES, UP, STALL = 8, 6, 12.0
+PEERS = UP - 1  # live peers of each node during the stall
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    output = tmp_path_factory.mktemp("churn")
+    command = [
+        sys.executable,
+        "benchmarks/churn.py",
+        "--quick",
+        "--isolation=loopback",
+        f"--duration={STALL}",
+        f"--port={free_port()}",
+        f"--output={output}",
+    ]
+    completed = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    loaded: dict[str, Any] = json.loads((output / "churn.json").read_text())
+    loaded["output"] = output
+    return loaded
+
+
+def run_of(document: dict[str, Any], scenario: str, strategy: str) -> dict[str, Any]:
+    (run,) = [
+        run
+        for run in document["runs"]
+        if run["scenario"] == scenario and run["strategy"] == strategy
+    ]
+    return run
+
+
+@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll"])
+def test_ours_opens_one_connection_per_live_peer_during_a_stall(
+    document: dict[str, Any], strategy: str
+) -> None:
+    """Each node opens exactly one connection per live peer, counted by itself and the kernel."""
+    summary = run_of(document, "stalled", strategy)["summary"]
+    assert summary["connections_per_node_driver"] == PEERS
+    assert summary["connections_per_node_kernel"] == PEERS
+    assert summary["new_connections_per_node_per_second_driver"] == 0
+    assert summary["new_connections_per_node_per_second_kernel"] == 0
+    assert summary["tcp_sockets_per_node_max"] <= 2 * PEERS + 2
+    assert summary["decided_during_stall"] == 0
+
+
+def test_the_anchor_opens_a_connection_per_probe(document: dict[str, Any]) -> None:
+    """The emulated anchor connects anew for every probe, so its sockets pile up in TIME_WAIT."""
+    run = run_of(document, "stalled", "anchor")
+    summary = run["summary"]
+    interval = run["probe_interval"]
+    # Every live peer every interval x (1 + U(0, 0.2)): at least PEERS / (1.2 interval) a second.
+    floor = PEERS / (1.2 * interval)
+    assert summary["new_connections_per_node_per_second_driver"] >= 0.8 * floor
+    assert summary["new_connections_per_node_per_second_kernel"] >= 0.8 * floor
+    # The kernel sees what the prober counts (up to the few still in flight at a sample).
+    driver, kernel = summary["connections_per_node_driver"], summary["connections_per_node_kernel"]
+    assert abs(driver - kernel) <= 0.1 * driver
+    assert summary["time_wait_per_node_at_end"] >= 0.8 * floor * summary["window_seconds"]
+    assert summary["decided_during_stall"] == 0
+
+
+def test_the_churn_ratio(document: dict[str, Any]) -> None:
+    """The anchor holds several times our sockets, and the gap grows with the stall's length."""
+    ours = run_of(document, "stalled", "ours-watch")["summary"]
+    anchor = run_of(document, "stalled", "anchor")["summary"]
+    ratio = anchor["tcp_sockets_per_node_at_end"] / ours["tcp_sockets_per_node_at_end"]
+    # After t seconds the anchor holds ~t x PEERS / interval sockets, ours 2 x PEERS: the
+    # ratio is ~t / 2 for t < 60 s; half of that leaves room for a loaded machine.
+    assert ratio >= STALL / 4
+    connections = anchor["connections_per_node_kernel"] / ours["connections_per_node_kernel"]
+    assert connections >= STALL / 2
+
+
+@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll", "anchor"])
+def test_late_arrivals_end_in_one_cluster(document: dict[str, Any], strategy: str) -> None:
+    """When the missing nodes start, every node joins and exactly one of them formed."""
+    late = run_of(document, "stalled", strategy)["late_arrival"]
+    assert late["formed"] is True
+    assert late["nodes_joined"] == NODES
+    assert late["clusters_formed"] == 1
+
+
+@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll"])
+def test_formation_ends_in_one_cluster(document: dict[str, Any], strategy: str) -> None:
+    """All nodes starting within the spread form one cluster that every node joins."""
+    formation = run_of(document, "formation", strategy)["formation"]
+    assert formation["formed"] is True
+    assert formation["nodes_joined"] == NODES
+    assert formation["clusters_formed"] == 1
+
+
+def test_series_and_charts_are_written(document: dict[str, Any]) -> None:
+    """Every run keeps a sample a second for every node, and the charts are PNG files."""
+    for run in document["runs"]:
+        series = run["series"]
+        assert len(series["per_node"]) == NODES
+        assert all(address.startswith("127.") for address in series["per_node"])
+        for metric_series in series["per_node"].values():
+            assert all(len(values) == len(series["t"]) for values in metric_series.values())
+    stalled = run_of(document, "stalled", "ours-watch")
+    assert len(stalled["series"]["t"]) >= STALL - 1
+    output: Path = document["output"]
+    for chart in ("sockets_per_node.png", "new_connections.png", "formation_time.png"):
+        assert (output / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
