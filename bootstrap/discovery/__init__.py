@@ -6,7 +6,17 @@ after ``discovery_timeout`` and feeds the machine ``ContactPointsDiscovered`` or
 ``DiscoveryFailed``.
 """
 
+from .aggregate import AggregateDiscovery
 from .base import Discovery, DiscoveryError
+from .dns import DnsDiscovery
+from .kubernetes import KubernetesDiscovery
 from .static import StaticDiscovery
 
-__all__ = ["Discovery", "DiscoveryError", "StaticDiscovery"]
+__all__ = [
+    "AggregateDiscovery",
+    "Discovery",
+    "DiscoveryError",
+    "DnsDiscovery",
+    "KubernetesDiscovery",
+    "StaticDiscovery",
+]
