@@ -12,13 +12,16 @@ import logging
 import os
 import shlex
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
 
-from ..core import ContactPoint, Decision, JoinSeedNodes, UsageError
-from ..discovery import StaticDiscovery
+from ..core import ContactPoint, Decision, JoinSeedNodes, Settings, UsageError
+from ..discovery import Discovery
 from ..logs import configure_logging
 from ..node import Node, open_node
+from .discovery import add_discovery_arguments, discovery_from_args
 from .options import add_settings_arguments, settings_from_args
 
 __all__ = ["add_arguments", "decision_environment", "run"]
@@ -36,32 +39,17 @@ def _contact_point(text: str) -> ContactPoint:
     return point
 
 
-def _contact_points(text: str) -> list[ContactPoint]:
-    try:
-        return [ContactPoint.parse(item) for item in text.split(",") if item.strip()]
-    except UsageError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--contact-point",
         type=_contact_point,
-        required=True,
         metavar="HOST:PORT",
-        help="bind and advertise the management endpoint here",
+        help="bind and advertise the management endpoint here "
+        "(default in a pod: $POD_IP and the fallback port)",
     )
     parser.add_argument(
         "--node-address", metavar="ADDR", help="this node's selfNode (default: http://HOST:PORT)"
     )
-    parser.add_argument("--discovery", choices=["static"], default="static", help="backend")
-    parser.add_argument(
-        "--contact-points",
-        type=_contact_points,
-        metavar="H:P,H:P,...",
-        help="static discovery: every node's contact point (this one included)",
-    )
-    parser.add_argument("--service-name", help="refuse peers that serve another service")
     parser.add_argument("--transport", choices=["watch", "poll"], default="watch")
     parser.add_argument(
         "--on-decided",
@@ -70,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO")
+    add_discovery_arguments(parser)
     parser.set_defaults(settings_flags=add_settings_arguments(parser), parser=parser)
 
 
@@ -86,17 +75,17 @@ def decision_environment(decision: Decision) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
     settings = settings_from_args(parser, args, args.settings_flags)
-    if not args.contact_points:
-        parser.error("argument --contact-points: static discovery needs the contact points")
+    contact_point = args.contact_point or _contact_point_from_pod(parser, settings)
+    discovery = discovery_from_args(parser, args, settings)
     configure_logging(level=args.log_level, json_format=args.log_format == "json")
-    discovery = StaticDiscovery(args.contact_points)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with (
+                _closing(discovery),
                 open_node(
                     settings=settings,
-                    contact_point=args.contact_point,
+                    contact_point=contact_point,
                     discovery=discovery,
                     self_node=args.node_address,
                     service_name=args.service_name,
@@ -112,6 +101,33 @@ def run(args: argparse.Namespace) -> int:
 
     trio.run(main)
     return 0
+
+
+@asynccontextmanager
+async def _closing(discovery: Discovery) -> AsyncIterator[None]:
+    # Backends that hold connections (the Kubernetes API client) close them on the way out.
+    try:
+        yield
+    finally:
+        aclose = getattr(discovery, "aclose", None)
+        if aclose is not None:
+            with trio.CancelScope(shield=True):
+                await aclose()
+
+
+def _contact_point_from_pod(parser: argparse.ArgumentParser, settings: Settings) -> ContactPoint:
+    # A Kubernetes pod learns its own IP through the Downward API (env POD_IP from
+    # status.podIP); discovery reports that IP, so binding and advertising it matches exactly.
+    pod_ip = os.environ.get("POD_IP", "").strip()
+    if not pod_ip:
+        parser.error(
+            "argument --contact-point is required (outside a pod; in a pod, set POD_IP from "
+            "status.podIP and the fallback port is used)"
+        )
+    try:
+        return ContactPoint(pod_ip, settings.fallback_port)
+    except UsageError as error:
+        parser.error(f"POD_IP (for --contact-point): {error}")
 
 
 async def _after_join(node: Node, command: str | None) -> None:
