@@ -8,8 +8,12 @@ timeouts as cancel scopes, and concurrency.
     async with open_node(settings=..., contact_point=..., discovery=...) as node:
         decision = await node.wait_decided()
 
-No task outlives the context manager: leaving it cancels the nursery, which closes the probe
-connections and stops the server.
+No task outlives the context manager. Leaving it stops the node gracefully (:meth:`Node.stop`):
+probing stops and each probe connection is closed once, the server stops listening, says "going
+away" (1001) on every watch and finishes the responses in flight, and a join already started
+completes while none starts any more; all within ``STOP_TIMEOUT``, after which what is left is
+cancelled. A caller that is itself cancelled gets the prompt stop: everything is cancelled, and
+the probe connections and watches are still closed cleanly, once.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import functools
 import logging
 import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -45,11 +49,18 @@ from .core.wire import SeedNodesDocument
 from .discovery import Discovery, DiscoveryError
 from .membership import LocalMembership, Membership, advertised_seed_nodes
 from .prober import Prober, ProberStatistics, Transport
+from .security import Security
 from .server import ManagementApp, serve_management
 
-__all__ = ["Node", "NodeStatistics", "open_node", "status_to_json"]
+__all__ = ["STOP_TIMEOUT", "Node", "NodeStatistics", "open_node", "status_to_json"]
 
 logger = logging.getLogger("bootstrap.node")
+
+#: Longest a graceful :meth:`Node.stop` waits (seconds) for the server to finish its responses in
+#: flight and for a join already started, before cancelling what is left. Above the server's own
+#: graceful timeout (2 s), so the server normally finishes on its own. Closing the probe
+#: connections runs alongside and is bounded separately (1 s per watch's close handshake).
+STOP_TIMEOUT = 3.0
 
 
 @attrs.frozen(kw_only=True)
@@ -108,11 +119,13 @@ class Node:
         service_name: str | None,
         transport: Transport,
         rng: random.Random | None,
+        security: Security | None = None,
     ) -> None:
         self.settings = settings
         self.contact_point = contact_point
         self.self_node = self_node
         self.service_name = service_name
+        self.security = security
         self._discovery = discovery
         self._membership = membership
         self.machine = BootstrapMachine(
@@ -128,6 +141,11 @@ class Node:
         self._decided_at: float | None = None
         self._joined_at: float | None = None
         self._logged_state: tuple[str, str] | None = None
+        # A graceful stop (stop()): the driver loop ends, then run() winds down (_wind_down).
+        self._stopping = trio.Event()
+        self._driving: trio.CancelScope | None = None
+        self._served = trio.Event()  # serve_management has returned
+        self._joining: trio.Event | None = None  # set when the join last started has ended
 
     # --- what the outside sees ----------------------------------------------------------------
 
@@ -187,6 +205,7 @@ class Node:
             service_name=self.service_name,
             transport=transport,
             report=self._report,
+            security=self.security,
         )
 
     def _make_app(self) -> ManagementApp:
@@ -208,15 +227,67 @@ class Node:
         self._events_in.send_nowait(event)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node until cancelled (everything stops at once) or :meth:`stop` (gracefully)."""
         async with trio.open_nursery() as nursery:
             serve = functools.partial(
-                serve_management, self.app, bind=self.contact_point, settings=self.settings
+                serve_management,
+                self.app,
+                bind=self.contact_point,
+                settings=self.settings,
+                security=self.security,
+                shutdown_trigger=self._stopping.wait,
             )
-            await nursery.start(serve)
+            await nursery.start(self._serve_until_stopped, serve)
             await nursery.start(self.prober.run)
             self.machine.start(trio.current_time())
             task_status.started()
-            await self._drive(nursery)
+            with trio.CancelScope() as self._driving:
+                if self._stopping.is_set():
+                    self._driving.cancel()
+                await self._drive(nursery)
+            # Only stop() ends the driver loop: no action is carried out from here on.
+            with trio.move_on_after(STOP_TIMEOUT) as winding_down:
+                await self._wind_down()
+            if winding_down.cancelled_caught:
+                logger.warning(
+                    "%s: stopping took over %.1f s: cancelling what is left",
+                    self.contact_point,
+                    STOP_TIMEOUT,
+                )
+            # Lookups, and the prober, whose run() closes its connections on the way out.
+            nursery.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Stop gracefully; :meth:`run` returns once done (within ``STOP_TIMEOUT`` + 1 s).
+
+        No probe, lookup or decision follows, and each probe connection is closed once. The
+        server stops listening, closes idle connections and every watch (1001, going away), and
+        finishes the responses in flight. A join already started is waited for; one not started
+        yet never starts. Idempotent; cancelling :meth:`run` instead stops everything at once.
+        """
+        self._stopping.set()
+        if self._driving is not None:
+            self._driving.cancel()
+
+    async def _serve_until_stopped(
+        self,
+        serve: Callable[..., Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await serve(task_status=task_status)
+        finally:
+            self._served.set()
+
+    async def _wind_down(self) -> None:
+        logger.info("%s: stopping", self.contact_point)
+        # The workers close their connections now; the prober's run() waits for them when it is
+        # cancelled, after this.
+        self.prober.stop_all()
+        await self._served.wait()  # the server got its trigger from self._stopping
+        if self._joining is not None:
+            await self._joining.wait()
 
     async def _drive(self, nursery: trio.Nursery) -> None:
         machine = self.machine
@@ -269,6 +340,18 @@ class Node:
         self._report(event)
 
     async def _join(self, decision: Decision) -> None:
+        # A join is never cut in half by a graceful stop, nor started once stopping: stop() waits
+        # for this event (bounded), and a join task that starts after stop() returns at once.
+        if self._stopping.is_set():
+            logger.info("%s: stopping: not starting the join", self.contact_point)
+            return
+        self._joining = joining = trio.Event()
+        try:
+            await self._join_now(decision)
+        finally:
+            joining.set()
+
+    async def _join_now(self, decision: Decision) -> None:
         try:
             if isinstance(decision, JoinSelf):
                 await self._membership.join_self()
@@ -297,11 +380,14 @@ async def open_node(
     service_name: str | None = None,
     transport: Transport = "watch",
     rng: random.Random | None = None,
+    security: Security | None = None,
 ) -> AsyncIterator[Node]:
     """Run a bootstrap node for the duration of the ``async with`` block.
 
     ``self_node`` defaults to ``http://{contact_point}``; ``membership`` to a
     :class:`LocalMembership`. The management server is listening when the block is entered.
+    ``security`` (a shared secret, TLS) applies to the server and the prober alike; every node
+    of a cluster needs the same.
     """
     settings = settings if settings is not None else Settings()
     if contact_point.port is None:
@@ -316,6 +402,7 @@ async def open_node(
         service_name=service_name,
         transport=transport,
         rng=rng,
+        security=security,
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -323,7 +410,9 @@ async def open_node(
             try:
                 yield node
             finally:
-                nursery.cancel_scope.cancel()
+                # Graceful (bounded inside run()); if the caller is being cancelled, the nursery
+                # is too, and the node stops at once.
+                node.stop()
     except BaseExceptionGroup as group:
         # The nurseries wrap a single failure (a port already in use at start-up, or the
         # caller's own exception from the block) in groups; hand back the exception itself.

@@ -22,8 +22,10 @@ ports; slowing the probe only divided the leak. Here (DESIGN sections 4 and 5):
 * **Timeouts are cancel scopes** of ``probe_timeout``: a timed-out request is really cancelled
   (httpx's own timeouts are off, so exactly one clock decides). In-flight probes are bounded
   globally by a :class:`trio.CapacityLimiter`; per peer at most one is in flight.
-* **Every failure is an event.** Refused, reset, timed out, a non-200 status, a malformed or
-  oversized document, another service's document: each becomes ``ProbeFailed`` with a reason an
+* **Every failure is an event.** Refused, reset, timed out, a non-200 status, a redirect (never
+  followed), a body that is not ``application/json``, a malformed or oversized document (the size
+  is enforced while reading, and a slow body is cut by ``probe_timeout``), another service's
+  document, a watch flooded with messages: each becomes ``ProbeFailed`` with a reason an
   operator understands, never an exception out of a peer's worker. One failure never stops the
   worker (the anchor's prober died on one timeout).
 * **Nothing late.** After ``stop(cp)`` nothing more about ``cp`` is reported, even a result that
@@ -62,6 +64,13 @@ from .core import (
     UsageError,
 )
 from .core.wire import MAX_DOCUMENT_BYTES, SeedNodesDocument, check_service_name, decode_seed_nodes
+from .security import (
+    Security,
+    open_tls_stream,
+    tls_failure_reason,
+    unauthorized_reason,
+    wrap_websocket,
+)
 from .server import client_keepalive_expiry, longest_probe_period
 
 __all__ = [
@@ -90,10 +99,13 @@ FailureKind = Literal[
     "dns",  # the contact point's host name does not resolve
     "connect",  # any other failure to connect (unreachable, bad local address, ...)
     "network",  # any other transport error after connecting
-    "http_status",  # the peer answered, but not 200
+    "http_status",  # the peer answered, but not 200 (a redirect included: never followed)
     "protocol",  # the document (or the HTTP / websocket exchange) broke the protocol
     "service_name",  # the peer serves another service (a recycled address)
     "watch_closed",  # the watch ended
+    "unauthorized",  # the peer refused our secret, or requires one we lack (HTTP 401)
+    "tls",  # the TLS handshake failed: certificate not trusted, client certificate refused, ...
+    "flood",  # the peer sent more over its watch than any server would; it is polled instead
     "internal",  # a bug on our side; logged with its traceback
 ]
 
@@ -113,6 +125,17 @@ _MAX_WATCH_MESSAGE = MAX_DOCUMENT_BYTES + 4096
 _CLOSE_TIMEOUT = 1.0
 # A peer that keeps failing the same way is logged at most this often (seconds).
 _FAILURE_LOG_INTERVAL = 30.0
+# Most messages a watch may deliver within one ``watch_push_interval`` (DESIGN section 4). A
+# server that keeps to the protocol sends, per interval, one periodic push, one answer to each of
+# our ``probe`` messages (at most one is in flight, and the machine probes a peer at most once per
+# ``watch_push_interval``) and one push per change of its document (coalesced while it sends): a
+# handful. 20 leaves room for a burst of membership changes; beyond it the peer is flooding us
+# (every message is parsed and fed to the machine), so the watch is closed and the peer polled:
+# one request, one answer, at our pace. Reopening the watch instead would let a flooding peer
+# make us reconnect on every probe, the churn this module exists to prevent.
+_MAX_WATCH_MESSAGES_PER_PUSH_INTERVAL = 20
+# Peer-supplied text quoted in a reason (a redirect's Location, a Content-Type) is cut to this.
+_MAX_QUOTED_CHARS = 200
 
 
 class ConnectionChurnError(UsageError):
@@ -211,6 +234,9 @@ def _describe(error: BaseException, address: ContactPoint) -> _Failure:
     causes = list(_causes(error))
     if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return _Failure("refused", "connection refused")
+    tls_reason = tls_failure_reason(causes)
+    if tls_reason is not None:
+        return _Failure("tls", tls_reason)
     if any(isinstance(cause, ConnectionResetError | BrokenPipeError) for cause in causes):
         return _Failure("reset", "connection reset")
     for cause in causes:
@@ -247,6 +273,42 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
+
+
+def _quoted(text: str) -> str:
+    """Peer-supplied ``text`` for a reason: repr'd (no control characters reach a log) and cut."""
+    if len(text) > _MAX_QUOTED_CHARS:
+        text = text[:_MAX_QUOTED_CHARS] + "..."
+    return repr(text)
+
+
+def _refused_answer(response: httpx.Response, address: ContactPoint) -> _Failure | None:
+    """Why a seed-nodes response is not a document to decode (whatever its body), or None."""
+    status = response.status_code
+    location = response.headers.get("location")
+    if 300 <= status < 400 and location is not None:
+        # The client never follows redirects: a probe must reach the contact point it reports
+        # on (an answer from elsewhere would be credited to it), and every hop would be one more
+        # connection per probe.
+        return _Failure(
+            "http_status",
+            f"HTTP {status} from {address} redirects to {_quoted(location)}: "
+            "redirects are not followed",
+        )
+    if status != 200:
+        return _Failure("http_status", f"HTTP {status} from {address}")
+    content_type = response.headers.get("content-type")
+    # No Content-Type says nothing (the strict decoder still judges the body); another one says
+    # the peer serves something else: a proxy's login page, a web server's index, an error page.
+    if content_type is not None:
+        media_type = content_type.partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            return _Failure(
+                "protocol",
+                f"protocol error: document sent with Content-Type {_quoted(content_type)}, "
+                "not application/json",
+            )
+    return None
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
@@ -297,10 +359,16 @@ class _Peer:
         "url",
     )
 
-    def __init__(self, contact_point: ContactPoint, address: ContactPoint, trace: _TraceHook):
+    def __init__(
+        self,
+        contact_point: ContactPoint,
+        address: ContactPoint,
+        trace: _TraceHook,
+        scheme: str = "http",
+    ):
         self.contact_point = contact_point  # as the machine knows it: every report carries it
         self.address = address  # what we connect to (the fallback port applied)
-        self.url = f"http://{address}{SEED_NODES_PATH}"
+        self.url = f"{scheme}://{address}{SEED_NODES_PATH}"
         self.trace = trace
         self.scopes: set[trio.CancelScope] = set()  # what stop() cancels (see _until_stopped)
         self.requested = trio.Event()  # set by probe(), replaced when the worker takes it
@@ -330,7 +398,7 @@ class _OwnedWatch:
     """
 
     connection: trio_websocket.WebSocketConnection
-    stream: trio.SocketStream
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
 
     async def get_message(self) -> str | bytes:
         return await self.connection.get_message()
@@ -360,7 +428,8 @@ class _PoolPerPeer(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         # httpx leaves out a scheme's default port; our addresses always carry one.
-        address = ContactPoint(request.url.host, request.url.port or 80)
+        default_port = 443 if request.url.scheme == "https" else 80
+        address = ContactPoint(request.url.host, request.url.port or default_port)
         pool = self._pools.get(address)
         if pool is None:
             pool = self._pools[address] = self._make_pool(address)
@@ -402,6 +471,7 @@ class Prober:
         connect_websocket: ConnectWebsocket | None = None,
         max_in_flight: int = 64,
         keepalive_expiry: float | None = None,
+        security: Security | None = None,
     ) -> None:
         if transport not in ("watch", "poll"):
             raise UsageError(f"transport must be 'watch' or 'poll', got {transport!r}")
@@ -435,7 +505,11 @@ class Prober:
             self._pools = self._http_transport = _PoolPerPeer(self._make_pool)
         else:
             self._http_transport = http_transport
+        # With TLS: https:// and wss://, peers verified, our certificate presented if asked.
+        self._security = Security() if security is None else security
         self._ssl_context: ssl.SSLContext | None = None
+        if self._security.tls is not None:
+            self._ssl_context = self._security.tls.client_context()
         self._limiter = trio.CapacityLimiter(max_in_flight)
         contact = str(self_contact_point)
         self._headers = {
@@ -445,10 +519,14 @@ class Prober:
             "Accept-Encoding": "identity",
         }
         self._websocket_headers = [(CONTACT_POINT_HEADER.encode(), contact.encode())]
+        authorization = self._security.authorization()
+        if authorization is not None:
+            self._headers["Authorization"] = authorization
+            self._websocket_headers.append((b"Authorization", authorization.encode("ascii")))
         self._peers: dict[ContactPoint, _Peer] = {}
-        # Peers whose handshake was rejected: polled from then on, even after a stop and a new
-        # probe (after the decision and a failed join, say), so an Akka node costs one extra
-        # connection in the process's life, not one per round.
+        # Peers whose handshake was rejected (or that flooded a watch): polled from then on, even
+        # after a stop and a new probe (after the decision and a failed join, say), so an Akka
+        # node costs one extra connection in the process's life, not one per round.
         self._no_websocket: set[ContactPoint] = set()
         self._client: httpx.AsyncClient | None = None
         self._nursery: trio.Nursery | None = None
@@ -520,7 +598,7 @@ class Prober:
             address = contact_point
             if address.port is None:
                 address = address.with_port(self._settings.fallback_port)
-            peer = _Peer(contact_point, address, self._trace_for(address))
+            peer = _Peer(contact_point, address, self._trace_for(address), self._security.scheme)
             self._peers[contact_point] = peer
             nursery.start_soon(self._serve_peer, peer, name=f"probe {contact_point}")
         if peer.in_flight:
@@ -580,7 +658,7 @@ class Prober:
 
     def _make_pool(self, address: ContactPoint) -> httpx.AsyncBaseTransport:
         if self._ssl_context is None:
-            # Probes are plain HTTP; httpx still wants a context. One, shared, not one per peer.
+            # Without TLS probes are plain HTTP; httpx still wants a context. One, shared.
             self._ssl_context = ssl.create_default_context()
         return httpx.AsyncHTTPTransport(
             verify=self._ssl_context,
@@ -630,10 +708,13 @@ class Prober:
             local_address=self._local_address(contact_point),
         )
         self._connection_opened(contact_point)
+        watched: trio.SocketStream | trio.SSLStream[trio.SocketStream] = stream
         try:
-            connection = await trio_websocket.wrap_client_stream(
+            if self._ssl_context is not None:
+                watched = await open_tls_stream(stream, self._ssl_context, contact_point.host)
+            connection = await wrap_websocket(
                 nursery,
-                stream,
+                watched,
                 str(contact_point),
                 resource,
                 extra_headers=extra_headers,
@@ -643,7 +724,7 @@ class Prober:
             # Rejected (or cancelled) before trio-websocket took over the stream: it is ours.
             await trio.aclose_forcefully(stream)
             raise
-        return _OwnedWatch(connection, stream)
+        return _OwnedWatch(connection, watched)
 
     # --- reporting ----------------------------------------------------------------------------
 
@@ -751,21 +832,23 @@ class Prober:
         async with self._limiter:
             with trio.move_on_after(timeout) as scope:
                 try:
-                    status, body = await self._get_seed_nodes(peer)
+                    response, body = await self._get_seed_nodes(peer)
                 except Exception as error:
                     self._fail_with(peer, error)
                     return
         if scope.cancelled_caught:
             self._fail(peer, _Failure("timeout", f"timed out after {float(timeout)} s"))
-        elif status != 200:
-            self._fail(peer, _Failure("http_status", f"HTTP {status} from {peer.address}"))
+        elif response.status_code == 401:
+            self._fail(peer, self._unauthorized(peer))
+        elif (refused := _refused_answer(response, peer.address)) is not None:
+            self._fail(peer, refused)
         elif body is None:
             reason = f"protocol error: document is over the limit of {MAX_DOCUMENT_BYTES} bytes"
             self._fail(peer, _Failure("protocol", reason))
         else:
             self._on_document(peer, body)
 
-    async def _get_seed_nodes(self, peer: _Peer) -> tuple[int, bytes | None]:
+    async def _get_seed_nodes(self, peer: _Peer) -> tuple[httpx.Response, bytes | None]:
         client = self._client
         assert client is not None  # workers only run inside run()
         self._probes_sent += 1
@@ -773,9 +856,14 @@ class Prober:
             encoding = response.headers.get("content-encoding", "identity").lower()
             if encoding != "identity":
                 raise ProtocolError(f"document sent with Content-Encoding {encoding}, not asked")
-            # Read even a non-200 body (bounded): a finished response keeps the connection.
+            # Read even a non-200 (or wrongly typed) body, bounded: a finished response keeps
+            # the connection, so a peer answering garbage still costs no reconnect per probe.
             body = await _read_bounded(response, MAX_DOCUMENT_BYTES)
-        return response.status_code, body
+        return response, body
+
+    def _unauthorized(self, peer: _Peer) -> _Failure:
+        secret_sent = self._security.secret is not None
+        return _Failure("unauthorized", unauthorized_reason(peer.address, secret_sent=secret_sent))
 
     # --- watching -----------------------------------------------------------------------------
 
@@ -800,6 +888,10 @@ class Prober:
         except* Exception as group:
             self._fail_with(peer, _first_leaf(group))
         if not isinstance(rejected, trio_websocket.ConnectionRejected):
+            return True
+        if rejected.status_code == 401:
+            # It speaks websocket but refuses us: a failure, not a reason to poll it forever.
+            self._fail(peer, self._unauthorized(peer))
             return True
         self._no_websocket.add(peer.address)
         logger.info(
@@ -842,6 +934,11 @@ class Prober:
                 await self._close_watch(connection)
 
     async def _serve_watch(self, peer: _Peer, connection: WatchConnection) -> None:
+        # Messages are counted per window of watch_push_interval (a fixed window: a server
+        # keeping to the protocol stays far below the bound even across a window's edge). The
+        # first document, read when the watch opened, starts the first window.
+        window = self._settings.watch_push_interval
+        window_start, in_window = trio.current_time(), 1
         async with trio.open_nursery() as nursery:
             session = _WatchSession(nursery.cancel_scope)
             nursery.start_soon(self._probe_over_watch, peer, connection, session)
@@ -851,7 +948,24 @@ class Prober:
                 except trio_websocket.ConnectionClosed as closed:
                     self._end_watch(peer, session, _watch_closed(closed))
                     return
+                now = trio.current_time()
+                if now - window_start >= window:
+                    window_start, in_window = now, 0
+                in_window += 1
+                if in_window > _MAX_WATCH_MESSAGES_PER_PUSH_INTERVAL:
+                    self._watch_messages += 1  # received, though not decoded
+                    self._end_flooded_watch(peer, session, window)
+                    return
                 self._on_watch_message(peer, message)
+
+    def _end_flooded_watch(self, peer: _Peer, session: _WatchSession, window: float) -> None:
+        # Polled from now on, like a peer without websocket: see _MAX_WATCH_MESSAGES_PER_PUSH_...
+        self._no_websocket.add(peer.address)
+        reason = (
+            f"watch flooded: more than {_MAX_WATCH_MESSAGES_PER_PUSH_INTERVAL} messages within "
+            f"{window:g} s (one watch push interval); closed it and polling the peer instead"
+        )
+        self._end_watch(peer, session, _Failure("flood", reason))
 
     async def _probe_over_watch(
         self, peer: _Peer, connection: WatchConnection, session: _WatchSession

@@ -21,15 +21,23 @@ Rules:
   the client does, or every probe reconnects and the TIME_WAIT leak of the anchors comes back.
   :func:`server_keep_alive_timeout` > :func:`client_keepalive_expiry` > the longest gap between
   two probes of one peer, all derived from :class:`~bootstrap.Settings`.
+* Hostile input (:class:`ServerLimits`): request heads are bounded (by hypercorn while
+  incomplete, by the app once whole); a request announcing a body gets 413 and its connection
+  closed; each client address may hold a bounded number of in-flight requests (429 beyond) and
+  of open watches (handshake refused beyond); a watch client sending faster than any prober
+  would is closed with 1008. Every refusal is counted in :meth:`ManagementApp.statistics` and
+  logged once per client address and kind.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+import types
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
@@ -38,12 +46,14 @@ import hypercorn.trio
 import trio
 
 from .core import ContactPoint, SeedNodesDocument, Settings, UsageError, encode_seed_nodes
+from .security import RequireSecret, Security, TlsSettings
 
 if TYPE_CHECKING:
     from hypercorn.typing import ASGIFramework
 
 __all__ = [
     "ManagementApp",
+    "ServerLimits",
     "ServerStatistics",
     "client_keepalive_expiry",
     "longest_probe_period",
@@ -67,6 +77,20 @@ _MAX_CONTACT_POINT_HEADER_CHARS: Final = 300
 # Distinct bad header values remembered so each is logged once; a peer cycling through garbage
 # must not grow memory, so the record is cleared when full (a value may then be logged again).
 _MAX_REPORTED_BAD_HEADERS: Final = 128
+# (client address, kind) pairs remembered so each offender is logged once per kind; cleared when
+# full, like the bad headers, so an attacker cycling through addresses cannot grow memory.
+_MAX_REPORTED_OFFENDERS: Final = 256
+# An error body names the path it refuses; a very long path is shown cut to this many characters.
+_MAX_ECHOED_PATH_CHARS: Final = 200
+
+# Kinds of refusal, the keys of ServerStatistics.requests_refused (and named in the log line).
+_REFUSED_BODY: Final = "request-body"
+_REFUSED_REQUESTS: Final = "requests-per-client"
+_REFUSED_WATCHES: Final = "watches-per-client"
+_REFUSED_MESSAGE_RATE: Final = "watch-message-rate"
+_REFUSED_MESSAGE_SIZE: Final = "watch-message-size"
+_REFUSED_HEADERS: Final = "header-size"
+_REFUSED_EXTENSIONS: Final = "websocket-extensions"
 
 # A client's idle connection may outlive the longest probe period by this much: scheduling and
 # network latency sit between "the probe fell due" and "the request reached the pool".
@@ -76,8 +100,14 @@ _CLIENT_KEEPALIVE_SLACK: Final = 3.0
 _SERVER_KEEPALIVE_MARGIN: Final = 3.0
 # On shutdown a watch gets this long to say "going away" before its connection is dropped.
 _CLOSE_ON_SHUTDOWN_TIMEOUT: Final = 1.0
+# A graceful shutdown (serve_management's shutdown_trigger) stops accepting, closes idle
+# connections and watches (1001) at once, and gives responses in flight this long to finish
+# before what is left is cancelled. Answers take milliseconds; the rest is slack for a watch
+# client slow to complete the close handshake.
+_GRACEFUL_SHUTDOWN_TIMEOUT: Final = 2.0
 
 _WS_GOING_AWAY: Final = 1001
+_WS_POLICY_VIOLATION: Final = 1008
 _WS_MESSAGE_TOO_BIG: Final = 1009
 _WS_INTERNAL_ERROR: Final = 1011
 
@@ -118,17 +148,80 @@ def server_keep_alive_timeout(settings: Settings) -> float:
     return client_keepalive_expiry(settings) + _SERVER_KEEPALIVE_MARGIN
 
 
-# --- the app ------------------------------------------------------------------------------------
+# --- limits -------------------------------------------------------------------------------------
+
+
+def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"ServerLimits.{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+def _header_bytes(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_HEADER_BYTES:
+        raise UsageError(
+            f"ServerLimits.{attribute.name} must be an integer of at least "
+            f"{_MIN_HEADER_BYTES} (a probe's own request needs most of that), got {value!r}"
+        )
+
+
+# Below this a real probe (request line, Host, Bootstrap-Contact-Point, the websocket handshake's
+# headers) could itself be refused.
+_MIN_HEADER_BYTES: Final = 1024
+
+
+@attrs.frozen(kw_only=True)
+class ServerLimits:
+    """What one client may make the management server hold; beyond it, the client is refused.
+
+    The defaults sit far above what honest probers need, so they never refuse a real probe, and
+    low enough that one misbehaving or hostile client cannot exhaust the node. A client is its
+    IP address (``scope["client"][0]``): several nodes may share one (NAT, replicas on one host),
+    which the per-client bounds allow for. docs/security.md tabulates them.
+    """
+
+    #: Request line plus headers, in bytes (hypercorn's ``h11_max_incomplete_size``, and the
+    #: HTTP/2 header list size). A probe's request is < 1 KiB (GET, Host, Bootstrap-Contact-Point,
+    #: httpx's few defaults; a websocket handshake adds four short headers), so 8 KiB is 8x
+    #: headroom, and half of what hypercorn would otherwise buffer of an incomplete head. An
+    #: offender gets 431 and a closed connection: from hypercorn while the head is incomplete
+    #: (uncounted), from the app when it arrived whole (counted as ``header-size``).
+    max_header_bytes: int = attrs.field(default=8 * 1024, validator=_header_bytes)
+    #: HTTP requests from one client address being answered at once. A prober has at most one
+    #: request in flight per peer, so even 16 nodes behind one address use 16; 32 is 2x that.
+    #: An offender gets 429 with ``retry-after``.
+    max_requests_per_client: int = attrs.field(default=32, validator=_positive_int)
+    #: Open watches from one client address. A node keeps one watch per server, so this allows
+    #: 16 nodes behind one address. An offender's handshake is refused (429, or 403 where the
+    #: server cannot send a response body).
+    max_watches_per_client: int = attrs.field(default=16, validator=_positive_int)
+    #: Client messages a watch accepts per ``Settings.watch_push_interval`` (a token bucket of
+    #: this size, refilled at this rate). A prober sends ``probe`` at most once per probe it is
+    #: due, about once per push interval; 10x that is a client gone wrong. An offender's watch is
+    #: closed with 1008 (policy violation).
+    max_watch_messages_per_push_interval: int = attrs.field(default=10, validator=_positive_int)
+
+
+_DEFAULT_LIMITS: Final = ServerLimits()
 
 
 @attrs.frozen(kw_only=True)
 class ServerStatistics:
-    """Counters of a :class:`ManagementApp` (a snapshot)."""
+    """Counters of a :class:`ManagementApp` (a snapshot).
 
-    requests_served: int  # HTTP responses sent, errors included
+    ``requests_refused`` counts refusals by kind: ``header-size`` (431), ``request-body`` (413),
+    ``requests-per-client`` (429), ``watches-per-client`` (handshake refused),
+    ``websocket-extensions`` (a handshake offering compression, refused with 400),
+    ``watch-message-rate`` (1008) and ``watch-message-size`` (1009). A head still incomplete
+    at :attr:`ServerLimits.max_header_bytes` is refused by hypercorn before the app sees it, and
+    a message over 1 KiB is closed by hypercorn: those are not counted here.
+    """
+
+    requests_served: int  # HTTP responses sent, errors and refusals included
     watches_open: int
     watches_opened_total: int
     documents_pushed: int  # documents sent over watches
+    requests_in_flight: int = 0  # HTTP requests being answered right now
+    requests_refused: Mapping[str, int] = attrs.field(factory=lambda: types.MappingProxyType({}))
 
 
 class _Watch:
@@ -169,6 +262,7 @@ class ManagementApp:
         status: Callable[[], dict[str, object]],
         ready: Callable[[], bool],
         on_contacted: Callable[[ContactPoint], None],
+        limits: ServerLimits = _DEFAULT_LIMITS,
     ) -> None:
         self._settings = settings
         self._self_contact_point = self_contact_point
@@ -177,11 +271,19 @@ class ManagementApp:
         self._status = status
         self._ready = ready
         self._on_contacted = on_contacted
+        self._limits = limits
         self._watches: set[_Watch] = set()
+        self._going_away = False
         self._reported_bad_headers: set[str] = set()
         self._requests_served = 0
         self._watches_opened_total = 0
         self._documents_pushed = 0
+        # Per client address; an address is removed when its count returns to 0, so these hold
+        # only the clients connected right now.
+        self._requests_in_flight: collections.Counter[str] = collections.Counter()
+        self._watches_by_client: collections.Counter[str] = collections.Counter()
+        self._requests_refused: collections.Counter[str] = collections.Counter()
+        self._reported_offenders: set[tuple[str, str]] = set()
 
     @property
     def self_contact_point(self) -> ContactPoint:
@@ -193,12 +295,27 @@ class ManagementApp:
         """The service whose documents this app serves, if named."""
         return self._service_name
 
+    @property
+    def limits(self) -> ServerLimits:
+        """The bounds this app enforces (:func:`serve_management` also configures hypercorn)."""
+        return self._limits
+
     def notify_changed(self) -> None:
         """The document may have changed: every open watch sends it now if it differs.
 
         Synchronous and cheap: each watch compares the current document with the last one it
         sent, in its own task, so the caller never waits on a slow client.
         """
+        for watch in self._watches:
+            watch.wake.set()
+
+    def going_away(self) -> None:
+        """The server is shutting down: close every watch, and any opened later, with 1001.
+
+        A watch never ends on its own, so without this a graceful shutdown would wait out its
+        timeout for each one; the peer reads "going away", not a broken connection.
+        """
+        self._going_away = True
         for watch in self._watches:
             watch.wake.set()
 
@@ -209,6 +326,8 @@ class ManagementApp:
             watches_open=len(self._watches),
             watches_opened_total=self._watches_opened_total,
             documents_pushed=self._documents_pushed,
+            requests_in_flight=self._requests_in_flight.total(),
+            requests_refused=types.MappingProxyType(dict(self._requests_refused)),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -237,6 +356,44 @@ class ManagementApp:
     # --- HTTP -----------------------------------------------------------------------------------
 
     async def _serve_http(self, scope: Scope, send: Send) -> None:
+        client = _client_host(scope)
+        if (size := _request_head_bytes(scope)) > self._limits.max_header_bytes:
+            # hypercorn only bounds a head still incomplete when it looks (h11 buffers at most
+            # max_header_bytes of it); one that arrives whole in a single read (up to 64 KiB),
+            # or over HTTP/2, reaches us, so the bound is enforced here as well.
+            self._refuse(_REFUSED_HEADERS, client, f"a {size}-byte request head")
+            error = {"error": f"request headers over {self._limits.max_header_bytes} bytes"}
+            await self._respond(send, 431, error, [(b"connection", b"close")])
+            return
+        if _announces_body(scope):
+            # No endpoint takes a body, and we never read one: refuse it and close the
+            # connection (h11 would otherwise have to read and discard it to reuse the
+            # connection). HTTP/2 strips the connection-specific header; its stream just ends.
+            self._refuse(_REFUSED_BODY, client, "a request announced a body")
+            error = {"error": "management endpoints take no request body"}
+            await self._respond(send, 413, error, [(b"connection", b"close")])
+            return
+        limit = self._limits.max_requests_per_client
+        if self._requests_in_flight[client] >= limit:
+            # Checked and counted with no await in between: trio cannot interleave another
+            # request of this client here.
+            self._refuse(_REFUSED_REQUESTS, client, f"more than {limit} requests at once")
+            error = {"error": f"more than {limit} requests at once from {client}; retry later"}
+            await self._respond(send, 429, error, [(b"retry-after", self._retry_after())])
+            return
+        self._requests_in_flight[client] += 1
+        try:
+            await self._answer_http(scope, send)
+        finally:
+            self._requests_in_flight[client] -= 1
+            if self._requests_in_flight[client] <= 0:
+                del self._requests_in_flight[client]
+
+    def _retry_after(self) -> bytes:
+        # A prober retries on its own schedule; one probe interval (whole seconds) is the hint.
+        return str(max(1, math.ceil(self._settings.probe_interval))).encode("ascii")
+
+    async def _answer_http(self, scope: Scope, send: Send) -> None:
         path = _route_path(scope)
         status: int
         body: object
@@ -245,7 +402,7 @@ class ManagementApp:
             status, body = 426, {"error": f"{_WATCH_PATH} is a websocket endpoint"}
             headers.append((b"upgrade", b"websocket"))
         elif path not in _HTTP_PATHS:
-            status, body = 404, {"error": f"no endpoint at {path}"}
+            status, body = 404, {"error": f"no endpoint at {_shown_path(path)}"}
         elif scope.get("method") != "GET":
             status, body = 405, {"error": f"{path} only answers GET"}
             headers.append((b"allow", b"GET"))
@@ -350,15 +507,68 @@ class ManagementApp:
                 "on_contacted(%s) raised; the request is answered anyway", contact_point
             )
 
+    # --- refusals ---------------------------------------------------------------------------------
+
+    def _refuse(self, kind: str, client: str, detail: str) -> None:
+        """Count a refusal; log it at WARNING the first time this client is refused this way."""
+        self._requests_refused[kind] += 1
+        offender = (client, kind)
+        if offender in self._reported_offenders:
+            return
+        if len(self._reported_offenders) >= _MAX_REPORTED_OFFENDERS:
+            self._reported_offenders.clear()
+        self._reported_offenders.add(offender)
+        logger.warning(
+            "refused client %s (%s): %s; further %s refusals of this client are only counted",
+            client or "(unknown address)",
+            kind,
+            detail,
+            kind,
+        )
+
     # --- websocket --------------------------------------------------------------------------------
 
     async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "websocket.connect":
             return  # the client left during the handshake
-        if _route_path(scope) != _WATCH_PATH:
-            await self._reject_websocket(scope, send)
+        if (size := _request_head_bytes(scope)) > self._limits.max_header_bytes:
+            self._refuse(_REFUSED_HEADERS, _client_host(scope), f"a {size}-byte handshake")
+            error = f"request headers over {self._limits.max_header_bytes} bytes"
+            await self._reject_websocket(scope, send, 431, error, [])
             return
+        path = _route_path(scope)
+        if path != _WATCH_PATH:
+            error = f"no websocket endpoint at {_shown_path(path)}"
+            await self._reject_websocket(scope, send, 404, error, [])
+            return
+        client = _client_host(scope)
+        if _offers_websocket_extensions(scope):
+            # hypercorn accepts permessage-deflate whenever a client offers it, and nothing
+            # bounds how far a compressed message inflates before our 1 KiB check sees it: one
+            # 194 KB frame grew a node by ~570 MiB. Our prober offers no extension.
+            self._refuse(_REFUSED_EXTENSIONS, client, "a handshake offering websocket extensions")
+            error = "websocket extensions (compression) are not accepted on the watch"
+            await self._reject_websocket(scope, send, 400, error, [])
+            return
+        limit = self._limits.max_watches_per_client
+        if self._watches_by_client[client] >= limit:
+            # Refused before accepting, and before reading the header: no ContactedBy.
+            self._refuse(_REFUSED_WATCHES, client, f"more than {limit} open watches")
+            error = f"more than {limit} open watches from {client}; retry later"
+            retry = [(b"retry-after", self._retry_after())]
+            await self._reject_websocket(scope, send, 429, error, retry)
+            return
+        # Counted with no await since the check, so concurrent handshakes cannot overshoot.
+        self._watches_by_client[client] += 1
+        try:
+            await self._serve_watch(scope, client, receive, send)
+        finally:
+            self._watches_by_client[client] -= 1
+            if self._watches_by_client[client] <= 0:
+                del self._watches_by_client[client]
+
+    async def _serve_watch(self, scope: Scope, client: str, receive: Receive, send: Send) -> None:
         contact_point = self._header_contact_point(scope)
         self._note_contact(contact_point)
         await send({"type": "websocket.accept"})
@@ -366,7 +576,7 @@ class ManagementApp:
         self._watches.add(watch)
         self._watches_opened_total += 1
         try:
-            code = await self._run_watch(watch, contact_point, receive, send)
+            code = await self._run_watch(watch, contact_point, client, receive, send)
         except* trio.Cancelled:
             # The server is shutting down: tell the peer we are going away (a clean close, not
             # a broken connection), but never hold up the shutdown for a slow client. (except*:
@@ -382,7 +592,12 @@ class ManagementApp:
             await send({"type": "websocket.close", "code": code})
 
     async def _run_watch(
-        self, watch: _Watch, contact_point: ContactPoint | None, receive: Receive, send: Send
+        self,
+        watch: _Watch,
+        contact_point: ContactPoint | None,
+        client: str,
+        receive: Receive,
+        send: Send,
     ) -> int | None:
         """Push documents and read the client until one side ends; the close code to send."""
         outcome: int | None = None
@@ -399,7 +614,7 @@ class ManagementApp:
             nursery.start_soon(run_until_closing, functools.partial(self._push, watch, send))
             nursery.start_soon(
                 run_until_closing,
-                functools.partial(self._read_client, watch, contact_point, receive),
+                functools.partial(self._read_client, watch, contact_point, client, receive),
             )
         return outcome
 
@@ -411,6 +626,8 @@ class ManagementApp:
             # A fresh event before looking: a wake-up that arrives while we build or send the
             # document sets this one, so the next wait returns at once and nothing is missed.
             watch.wake = trio.Event()
+            if self._going_away:
+                raise _Closing(_WS_GOING_AWAY)
             now = trio.current_time()
             try:
                 data = self._encoded_document()
@@ -429,20 +646,38 @@ class ManagementApp:
                 await watch.wake.wait()
 
     async def _read_client(
-        self, watch: _Watch, contact_point: ContactPoint | None, receive: Receive
+        self, watch: _Watch, contact_point: ContactPoint | None, client: str, receive: Receive
     ) -> None:
+        # A token bucket: a burst of `capacity` messages, then `capacity` per push interval.
+        capacity = float(self._limits.max_watch_messages_per_push_interval)
+        refill_rate = capacity / self._settings.watch_push_interval
+        tokens = capacity
+        last = trio.current_time()
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 raise _Closing(None)
             if message["type"] != "websocket.receive":
                 continue
+            now = trio.current_time()
+            tokens = min(capacity, tokens + (now - last) * refill_rate)
+            last = now
+            if tokens < 1.0:
+                detail = f"a watch client sent more than {capacity:g} messages per push interval"
+                self._refuse(_REFUSED_MESSAGE_RATE, client, detail)
+                raise _Closing(_WS_POLICY_VIOLATION)
+            tokens -= 1.0
             text = message.get("text")
             data = message.get("bytes")
-            size = len(text.encode("utf-8")) if text is not None else len(data or b"")
+            # surrogatepass: a server hands over valid text, but a size check must never raise.
+            size = (
+                len(text.encode("utf-8", "surrogatepass")) if text is not None else len(data or b"")
+            )
             if size > MAX_CLIENT_MESSAGE_BYTES:
                 # Clients only ever send "probe": anything big is a bug or abuse, not a request.
-                logger.debug("closing a watch: client sent a %d-byte message", size)
+                # (hypercorn already closes with 1009 beyond the same size; this is the backstop.)
+                detail = f"a watch client sent a {size}-byte message"
+                self._refuse(_REFUSED_MESSAGE_SIZE, client, detail)
                 raise _Closing(_WS_MESSAGE_TOO_BIG)
             if text == "probe":
                 self._note_contact(contact_point)
@@ -450,21 +685,75 @@ class ManagementApp:
                 watch.wake.set()
             # Anything else is ignored: later protocol versions may send more kinds of messages.
 
-    async def _reject_websocket(self, scope: Scope, send: Send) -> None:
-        path = _route_path(scope)
-        if "websocket.http.response" in scope.get("extensions", {}):
-            data = _json_bytes({"error": f"no websocket endpoint at {path}"})
+    async def _reject_websocket(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        error: str,
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Refuse a handshake: ``status`` with a JSON error where the server can say so."""
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            data = _json_bytes({"error": error})
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode("ascii")),
+                *extra_headers,
             ]
-            await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
+            await send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
             await send({"type": "websocket.http.response.body", "body": data})
         else:
             await send({"type": "websocket.close"})  # servers answer this with 403
 
 
 _HTTP_PATHS: Final = frozenset({_SEED_NODES_PATH, _STATUS_PATH, _ALIVE_PATH, _READY_PATH})
+
+
+def _client_host(scope: Scope) -> str:
+    """The client's address, the key of the per-client limits ("" if the server gives none)."""
+    client = scope.get("client")
+    if not client:
+        return ""  # e.g. a unix socket: such clients share one budget
+    return str(client[0])
+
+
+def _request_head_bytes(scope: Scope) -> int:
+    """About the size of the request line and headers as sent (names, values, separators)."""
+    target = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "surrogatepass")
+    size = len(str(scope.get("method", "GET"))) + len(target) + len(scope.get("query_string", b""))
+    for name, value in scope.get("headers", ()):
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size
+
+
+def _offers_websocket_extensions(scope: Scope) -> bool:
+    return any(
+        bytes(name).lower() == b"sec-websocket-extensions" and bytes(value).strip()
+        for name, value in scope.get("headers", ())
+    )
+
+
+def _announces_body(scope: Scope) -> bool:
+    """Whether the request says a body follows (Transfer-Encoding, or Content-Length not 0)."""
+    for name, value in scope.get("headers", ()):
+        lowered = bytes(name).lower()
+        if lowered == b"transfer-encoding":
+            return True
+        if lowered == b"content-length":
+            length = bytes(value).strip()
+            if not (length.isdigit() and not length.strip(b"0")):
+                return True
+    return False
+
+
+def _shown_path(path: str) -> str:
+    """``path`` for an error body: a very long one is cut, so the answer stays small."""
+    if len(path) <= _MAX_ECHOED_PATH_CHARS:
+        return path
+    return path[:_MAX_ECHOED_PATH_CHARS] + "..."
 
 
 def _route_path(scope: Scope) -> str:
@@ -483,8 +772,14 @@ def _json_bytes(body: object) -> bytes:
 # --- serving ------------------------------------------------------------------------------------
 
 
-def management_server_config(*, bind: ContactPoint, settings: Settings) -> hypercorn.config.Config:
-    """The hypercorn configuration :func:`serve_management` uses."""
+def management_server_config(
+    *,
+    bind: ContactPoint,
+    settings: Settings,
+    limits: ServerLimits = _DEFAULT_LIMITS,
+    tls: TlsSettings | None = None,
+) -> hypercorn.config.Config:
+    """The hypercorn configuration :func:`serve_management` uses (HTTPS only, with ``tls``)."""
     if bind.port is None:
         raise UsageError(f"the management server needs a port to bind: got {bind}")
     config = hypercorn.config.Config()
@@ -495,13 +790,28 @@ def management_server_config(*, bind: ContactPoint, settings: Settings) -> hyper
     # that is a reconnect per peer every ~17 minutes while formation stalls. Probes reuse one
     # connection for as long as the client keeps it.
     config.keep_alive_max_requests = 2**62
+    config.graceful_timeout = _GRACEFUL_SHUTDOWN_TIMEOUT
     # Clients only send "probe" over a watch; hypercorn closes with 1009 beyond this.
     config.websocket_max_message_size = MAX_CLIENT_MESSAGE_BYTES
+    # Hostile input (ServerLimits). Headers beyond this get 431 from hypercorn, before the app;
+    # HTTP/2 (which hypercorn also speaks in cleartext, by prior knowledge or h2c upgrade) gets
+    # the same bound on its header list, and no more streams per connection than one client
+    # may have requests in flight.
+    config.h11_max_incomplete_size = limits.max_header_bytes
+    config.h2_max_header_list_size = limits.max_header_bytes
+    config.h2_max_concurrent_streams = limits.max_requests_per_client
+    # Slow clients: the keep-alive timer above also runs from accept until a request's headers
+    # are complete, so a connection that never completes one (slow loris) is closed after
+    # keep_alive_timeout. read_timeout is deliberately left unset (None): it would also cut
+    # open watches, over which clients legitimately send nothing for minutes.
     # Logger objects, not the defaults: hypercorn would otherwise install its own stderr handler
     # on "hypercorn.error". Access lines are left off (None): a probe per peer per second is
     # noise; the app counts requests in statistics().
     config.accesslog = None
     config.errorlog = logging.getLogger("bootstrap.server.hypercorn")
+    if tls is not None:
+        # Raises UsageError naming the file now, not from deep inside hypercorn's worker.
+        tls.configure_server(config)
     return config
 
 
@@ -510,28 +820,51 @@ async def serve_management(
     *,
     bind: ContactPoint,
     settings: Settings,
+    security: Security | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``bind`` until cancelled; start it with ``nursery.start()``.
 
+    Cancelling stops at once. A graceful stop is ``shutdown_trigger`` returning: the socket stops
+    listening, idle connections are closed, every watch is closed with 1001 (going away), and
+    responses in flight finish (for at most 2 s); then this returns.
+
     ``task_status.started()`` is called once the socket listens. Binding errors (address in use,
-    not a local address) raise ``OSError`` from ``nursery.start()``.
+    not a local address) raise ``OSError`` from ``nursery.start()``. With ``security``, only
+    HTTPS is served (``security.tls``) and only requests carrying the secret reach ``app``
+    (``security.secret``, see :class:`~bootstrap.security.RequireSecret`).
     """
-    config = management_server_config(bind=bind, settings=settings)
+    tls = None if security is None else security.tls
+    config = management_server_config(bind=bind, settings=settings, limits=app.limits, tls=tls)
+    served: ManagementApp | RequireSecret = app
+    if security is not None and security.secret is not None:
+        served = RequireSecret(app, secret=security.secret)
     # hypercorn types ASGI messages as TypedDicts; the app takes the plain mappings they are.
-    framework = cast("ASGIFramework", app)
+    framework = cast("ASGIFramework", served)
+    trigger = None
+    if shutdown_trigger is not None:
+        wait_for_shutdown = shutdown_trigger
+
+        async def trigger() -> None:
+            await wait_for_shutdown()
+            app.going_away()
+
     started = False
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                functools.partial(hypercorn.trio.serve, framework, config, mode="asgi")
+                functools.partial(
+                    hypercorn.trio.serve, framework, config, mode="asgi", shutdown_trigger=trigger
+                )
             )
             started = True
             logger.info(
-                "management server of %s listening on %s (keep-alive %.1f s)",
+                "management server of %s listening on %s (keep-alive %.1f s)%s",
                 app.self_contact_point,
                 bind,
                 config.keep_alive_timeout,
+                _security_note(security),
             )
             task_status.started()
     except BaseExceptionGroup as group:
@@ -541,6 +874,19 @@ async def serve_management(
         if not started and isinstance(error, OSError):
             raise error from None
         raise
+
+
+def _security_note(security: Security | None) -> str:
+    """What the listening log line says about TLS and the secret."""
+    if security is None:
+        return ""
+    notes = []
+    if security.tls is not None:
+        mutual = security.tls.require_client_certificate
+        notes.append("HTTPS with client certificates required" if mutual else "HTTPS")
+    if security.secret is not None:
+        notes.append("secret required")
+    return "".join(f", {note}" for note in notes)
 
 
 def _sole_exception(error: BaseException) -> BaseException:

@@ -12,8 +12,8 @@ import logging
 import os
 import shlex
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
@@ -23,10 +23,14 @@ from ..logs import configure_logging
 from ..node import Node, open_node
 from .discovery import add_discovery_arguments, discovery_from_args
 from .options import add_settings_arguments, settings_from_args
+from .security import add_security_arguments, security_from_args
 
 __all__ = ["add_arguments", "decision_environment", "run"]
 
 logger = logging.getLogger("bootstrap.cli")
+
+# A running --on-decided command gets SIGTERM when the node stops, and SIGKILL this much later.
+_COMMAND_KILL_DELAY = 5.0
 
 
 def _contact_point(text: str) -> ContactPoint:
@@ -59,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO")
     add_discovery_arguments(parser)
+    add_security_arguments(parser)
     parser.set_defaults(settings_flags=add_settings_arguments(parser), parser=parser)
 
 
@@ -78,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
     contact_point = args.contact_point or _contact_point_from_pod(parser, settings)
     discovery = discovery_from_args(parser, args, settings)
     configure_logging(level=args.log_level, json_format=args.log_format == "json")
+    security = security_from_args(parser, args)  # after logging: it may warn
 
     async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with _receive_stop_signals() as signals:
             async with (
                 _closing(discovery),
                 open_node(
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                     self_node=args.node_address,
                     service_name=args.service_name,
                     transport=args.transport,
+                    security=security,
                 ) as node,
                 trio.open_nursery() as nursery,
             ):
@@ -98,9 +105,30 @@ def run(args: argparse.Namespace) -> int:
                     logger.info("received %s: stopping", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
+            # Leaving the blocks above is the shutdown, bounded: a running --on-decided command
+            # gets SIGTERM (SIGKILL 5 s later), then the node stops gracefully (Node.stop).
 
     trio.run(main)
     return 0
+
+
+@contextmanager
+def _receive_stop_signals() -> Iterator[AsyncIterator[int]]:
+    """SIGINT and SIGTERM as an async iterator; once it closes, they are ignored.
+
+    trio's receiver re-raises, when it closes, the signals still pending in it, under the handlers
+    it found when opened, and any later signal meets those handlers too. Both happen during a
+    shutdown already under way (a second Ctrl-C, a supervisor repeating SIGTERM), where the
+    defaults would kill the process half way (SIGTERM) or end it in a KeyboardInterrupt
+    traceback (SIGINT). So the receiver opens over SIG_IGN. (SIG_IGN, not a Python function that
+    does nothing: the interpreter resets those to the defaults as it exits. And it stays so
+    until the process exits: this command is a process's entry point.)
+    """
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in stop_signals:
+        signal.signal(signum, signal.SIG_IGN)
+    with trio.open_signal_receiver(*stop_signals) as signals:
+        yield signals
 
 
 @asynccontextmanager
@@ -137,8 +165,27 @@ async def _after_join(node: Node, command: str | None) -> None:
         return
     environment = {**os.environ, **decision_environment(decision)}
     try:
-        result = await trio.run_process(shlex.split(command), env=environment, check=False)
+        result = await trio.run_process(
+            shlex.split(command), env=environment, check=False, deliver_cancel=_stop_command
+        )
     except OSError as error:
         logger.error("--on-decided command %r could not start: %s", command, error)
         return
     logger.info("--on-decided command exited with status %d", result.returncode)
+
+
+async def _stop_command(process: trio.Process) -> None:
+    # The node is stopping while its --on-decided command runs (the command may be the service
+    # itself): it gets SIGTERM once, and SIGKILL if still running 5 s later; the node waits for
+    # it to exit either way. It never runs twice, and never starts once the node is stopping.
+    logger.info("stopping: sending SIGTERM to the --on-decided command (pid %d)", process.pid)
+    try:
+        process.terminate()
+        await trio.sleep(_COMMAND_KILL_DELAY)
+        logger.warning(
+            "the --on-decided command ignored SIGTERM for %.0f s: sending SIGKILL",
+            _COMMAND_KILL_DELAY,
+        )
+        process.kill()
+    except OSError as error:  # it has just exited
+        logger.debug("stopping the --on-decided command: %s", error)

@@ -8,6 +8,8 @@ import sys
 
 import httpx
 
+from .security import add_security_arguments, status_client_options
+
 __all__ = ["add_arguments", "format_status", "run"]
 
 
@@ -15,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="a node's base URL, e.g. http://127.0.0.1:8558")
     parser.add_argument("--json", action="store_true", help="print the raw JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    add_security_arguments(parser, node=False)
+    parser.set_defaults(parser=parser)
 
 
 def format_status(body: dict[str, object]) -> str:
@@ -43,13 +47,24 @@ def format_status(body: dict[str, object]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    headers, tls = status_client_options(args.parser, args)
     url = args.url.rstrip("/")
     if not url.endswith("/bootstrap/status"):
         url += "/bootstrap/status"
     if "://" not in url:
-        url = "http://" + url
+        url = ("http://" if tls is None else "https://") + url
     try:
-        response = httpx.get(url, timeout=args.timeout)
+        response = httpx.get(
+            url, timeout=args.timeout, headers=headers, verify=True if tls is None else tls
+        )
+        if response.status_code == 401:
+            hint = (
+                "the node refused the secret of --secret-file"
+                if headers
+                else "the node requires the cluster's secret: pass --secret-file"
+            )
+            print(f"cluster-bootstrap status: {url}: HTTP 401: {hint}", file=sys.stderr)
+            return 1
         response.raise_for_status()
         body = response.json()
     except (httpx.HTTPError, ValueError) as error:
