@@ -8,7 +8,8 @@ In this order (DESIGN section 3):
    probe pace, never in a tight loop);
 1. a fresh answer lists seed nodes -> ``JoinSeedNodes`` at once (self removed, sorted, at most
    ``max_seed_nodes``; when answers name different clusters, the one whose lowest seed node
-   sorts first, so every node picks the same one);
+   sorts first, so every node picks the same one); a fresh answer whose seed nodes are all
+   this node's own name -> wait, never form (an earlier run of this node formed that cluster);
    -- everything below only decides whether *this* node forms a new cluster --
 2. discovery has not succeeded since its last failure, ``new_cluster_enabled`` is off, or this
    node's own contact point is not discovered -> wait;
@@ -85,6 +86,7 @@ def decide(
     fresh: Set[ContactPoint],
     seeded: Collection[SeededAnswer],
     discovery_succeeded: bool,
+    listing_only_self: Set[ContactPoint] = frozenset(),
     discovery_failure: str | None,
     stable_at: float,
     join_retry_at: float,
@@ -110,6 +112,20 @@ def decide(
     if seeded:
         seed_nodes, _ = choose_cluster(seeded)
         return JoinSeedNodes(tuple(seed_nodes[: settings.max_seed_nodes]))
+
+    if listing_only_self:
+        # As the anchor does: seed nodes that are all this node give nothing to join, but they
+        # prove a cluster exists (formed by an earlier run of this node on this address), so
+        # forming another would split the service in two.
+        named = ", ".join(str(point) for point in sorted(listing_only_self))
+        return Waiting(
+            "listed-as-seed",
+            lambda t: (
+                f"{named} lists only this node's own name as seed node (a cluster formed by an "
+                "earlier run of this node); waiting for a contact point that names another "
+                "member; no second cluster is formed"
+            ),
+        )
 
     if not discovery_succeeded:
         if discovery_failure is None:

@@ -157,6 +157,10 @@ class BootstrapMachine:
         self._peers: dict[ContactPoint, _Peer] = {}
         self._fresh: set[ContactPoint] = set()
         self._seeded: dict[ContactPoint, SeededAnswer] = {}
+        # Fresh answers whose seed nodes were all this node's own name: a cluster exists that an
+        # earlier run of this node (same address, same self_node) formed. Nothing to join
+        # through them, but no second cluster may be formed while they stand.
+        self._listing_only_self: set[ContactPoint] = set()
         self._stable_at = math.inf
 
         # Decision.
@@ -364,6 +368,7 @@ class BootstrapMachine:
             assert peer is not None
             self._fresh.discard(peer.contact_point)
             self._seeded.pop(peer.contact_point, None)
+            self._listing_only_self.discard(peer.contact_point)
             self._dirty = True
         else:  # "stable" or "retry": the verdict may change now
             self._dirty = True
@@ -444,6 +449,7 @@ class BootstrapMachine:
         """A contact point left discovery: stop probing it and drop its answer."""
         self._fresh.discard(contact_point)
         self._seeded.pop(contact_point, None)
+        self._listing_only_self.discard(contact_point)
         # After the decision every peer was already told StopProbing once.
         if self._peers.pop(contact_point, None) is not None and self._decision is None:
             self._actions.append(StopProbing(contact_point))
@@ -496,6 +502,15 @@ class BootstrapMachine:
         if seed_nodes:
             self._seeded[contact_point] = SeededAnswer(contact_point, seed_nodes, event.cluster_id)
         elif self._seeded.pop(contact_point, None) is not None:
+            self._dirty = True
+        # Found by the fault tests: with max_seed_nodes=1 a founder restarted on its address
+        # saw every answer list only its own (old) name and formed a second cluster.
+        if event.seed_nodes and not seed_nodes:
+            if contact_point not in self._listing_only_self:
+                self._listing_only_self.add(contact_point)
+                self._dirty = True
+        elif contact_point in self._listing_only_self:
+            self._listing_only_self.discard(contact_point)
             self._dirty = True
 
     def _on_probe_failed(self, event: ProbeFailed) -> None:
@@ -558,6 +573,7 @@ class BootstrapMachine:
         # Answers from before the failure described a world in which the join should have
         # worked: they no longer count. Probing resumes after one probe period.
         self._seeded.clear()
+        self._listing_only_self.clear()
         self._fresh.intersection_update({self._self_contact_point})
         for peer in self._peers.values():
             peer.expires_at = -math.inf
@@ -580,6 +596,7 @@ class BootstrapMachine:
             discovered=self._discovered,
             fresh=self._fresh,
             seeded=self._seeded.values(),
+            listing_only_self=self._listing_only_self,
             discovery_succeeded=self._discovery_succeeded,
             discovery_failure=self._discovery_failure,
             stable_at=self._stable_at,

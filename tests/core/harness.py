@@ -105,9 +105,16 @@ class Harness:
         )
 
     def run_healthy_peers(
-        self, until: float, *, latency: float = 0.01, peers: set[ContactPoint] | None = None
+        self,
+        until: float,
+        *,
+        latency: float = 0.01,
+        peers: set[ContactPoint] | None = None,
+        seed_nodes: tuple[str, ...] = (),
     ) -> list[Action]:
         """Advance to ``until``; every Probe (of ``peers``, or all) is answered after ``latency``.
+
+        Each answer lists ``seed_nodes``.
 
         Probes of other peers stay unanswered (a silent peer: the driver never reports).
         """
@@ -126,7 +133,7 @@ class Harness:
                 for contact_point, due in sorted(answerable.items(), key=lambda item: item[1]):
                     if due == next_answer:
                         del self.unanswered[contact_point]
-                        emitted += self.answer(contact_point, at=due)
+                        emitted += self.answer(contact_point, seed_nodes, at=due)
             else:
                 emitted += self.advance_to(deadline)
         return emitted + self.advance_to(until)

@@ -11,6 +11,7 @@ import pytest
 from bootstrap import (
     ContactedBy,
     ContactPoint,
+    JoinSeedNodes,
     JoinSelf,
     Probe,
     Settings,
@@ -18,6 +19,10 @@ from bootstrap import (
 )
 
 from .harness import Harness, cp, node
+
+
+def decisions(actions: list[object]) -> list[object]:
+    return [a for a in actions if isinstance(a, JoinSelf | JoinSeedNodes)]
 
 
 @pytest.mark.parametrize("probe_interval", [5.0, 10.0])
@@ -119,3 +124,36 @@ def test_lowest_address_is_canonical_not_textual() -> None:
     h.discover(me, ContactPoint("10.0.0.10", 8558))
     h.run_healthy_peers(until=10.0)
     assert h.machine.decision == JoinSelf()
+
+
+def test_restarted_founder_listed_as_the_only_seed_never_forms_a_second_cluster() -> None:
+    """Found by the fault tests: a founder restarted on its address must not form a 2nd cluster.
+
+    With max_seed_nodes=1 its peers advertise only the old founder, i.e. this node's own name;
+    dropping it left "no cluster" and the lowest node, with every answer fresh, formed anew.
+    """
+    h = Harness(Settings(required_contact_points=3, stable_margin=1.0, max_seed_nodes=1))
+    h.start()
+    h.discover(cp(1), cp(2), cp(3), at=0.0)
+    h.answer(cp(2), (h.self_node,), at=0.1)
+    h.answer(cp(3), (h.self_node,), at=0.1)
+    actions = h.run_healthy_peers(until=10.0, seed_nodes=(h.self_node,))
+    assert decisions(actions) == []
+    assert h.machine.status.waiting_on == "listed-as-seed"
+    assert "lists only this node's own name" in h.machine.status.reason
+    # Once a peer names another member, the node joins through it.
+    actions = h.answer(cp(2), (h.self_node, node(2)), at=h.now)
+    assert decisions(actions) == [JoinSeedNodes((node(2),))]
+
+
+def test_an_answer_listing_only_this_node_blocks_forming_only_while_fresh() -> None:
+    """When the peer stops listing this node, forming is allowed again."""
+    h = Harness(Settings(required_contact_points=2, stable_margin=1.0))
+    h.start()
+    h.discover(cp(1), cp(2), at=0.0)
+    h.answer(cp(2), (h.self_node,), at=0.1)
+    h.advance_to(2.0)  # past the stable margin: only the answer listing this node holds it back
+    assert h.machine.decision is None
+    assert h.machine.status.waiting_on == "listed-as-seed"
+    actions = h.answer(cp(2), (), at=2.1)
+    assert decisions(actions) == [JoinSelf()]

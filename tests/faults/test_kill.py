@@ -9,8 +9,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
-
 from .cluster import FaultCluster, Statuses, require_fault_tools
 
 require_fault_tools()
@@ -148,21 +146,8 @@ def test_lowest_killed_after_forming_cluster_stays_and_late_node_joins_it(
         assert "joining the cluster of seed nodes" in statuses[4]["reason"]
 
 
-RESTART_SPLIT_BRAIN = (
-    "product bug: with max_seed_nodes 1 every member advertises only the string-lowest member, "
-    "the dead founder's selfNode; the restarted founder (same contact point, same selfNode) "
-    "strips its own selfNode from each answer (BootstrapMachine._on_probe_succeeded, exact "
-    "match), so every answer reads 'in no cluster', and as the lowest contact point with all "
-    "answers fresh it decides join-self: a second cluster beside {1, 2}"
-)
-
-
-@pytest.mark.parametrize(
-    "max_seed_nodes",
-    [5, pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=RESTART_SPLIT_BRAIN))],
-)
 def test_founder_killed_and_restarted_on_its_address_joins_the_cluster_it_formed(
-    tmp_path: Path, max_seed_nodes: int
+    tmp_path: Path,
 ) -> None:
     """Node 0 forms, is killed -9, and comes back on the same contact point (so with the same
     selfNode), as a restarted pod with a stable address would. Nodes 1 and 2 still advertise
@@ -172,13 +157,7 @@ def test_founder_killed_and_restarted_on_its_address_joins_the_cluster_it_formed
     """
     count = 3
     with FaultCluster(tmp_path, count) as cluster:
-        args = [
-            *cluster.static_discovery(range(count)),
-            "--required-contact-points",
-            str(count),
-            "--max-seed-nodes",
-            str(max_seed_nodes),
-        ]
+        args = [*cluster.static_discovery(range(count)), "--required-contact-points", str(count)]
         for index in range(count):
             cluster.start(index, *args)
         cluster.wait_until("everyone joined", cluster.joined(range(count)), timeout=30)
@@ -195,3 +174,34 @@ def test_founder_killed_and_restarted_on_its_address_joins_the_cluster_it_formed
         cluster.wait_until("everyone joined", cluster.joined(range(count)), timeout=10)
         # The old node 0 founded it; the new one is a member (index 0 counts twice).
         cluster.assert_one_cluster(founder=0, members=[0, 0, 1, 2])
+
+
+def test_restarted_founder_listed_as_the_only_seed_never_forms_a_second_cluster(
+    tmp_path: Path,
+) -> None:
+    """With max_seed_nodes 1 the survivors advertise only the dead founder, i.e. the restarted
+    node's own name: nothing to join through, but it must not form a second cluster either
+    (before the fix it did: it stripped its own name, saw "no cluster" and, lowest with every
+    answer fresh, decided join-self). It waits, saying why, as the anchor does.
+    """
+    count = 3
+    with FaultCluster(tmp_path, count) as cluster:
+        args = [
+            *cluster.static_discovery(range(count)),
+            "--required-contact-points",
+            str(count),
+            "--max-seed-nodes",
+            "1",
+        ]
+        for index in range(count):
+            cluster.start(index, *args)
+        cluster.wait_until("everyone joined", cluster.joined(range(count)), timeout=30)
+        cluster.assert_one_cluster(founder=0, members=range(count))
+        cluster.kill(0)
+        cluster.start(0, *args)
+        cluster.wait_until("the new node 0 serves", lambda statuses: 0 in statuses, timeout=10)
+        statuses = cluster.hold(
+            "the restarted node 0 forms nothing", cluster.undecided([0]), duration=6
+        )
+        assert "lists only this node's own name as seed node" in statuses[0]["reason"]
+        assert all(statuses[i]["joined"] for i in (1, 2))
