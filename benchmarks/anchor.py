@@ -13,6 +13,8 @@ in short:
   a failed probe is retried at the same pace (no exponential backoff).
 * **The anchor's freshness rule**, not derived from the probe interval: an answer counts for
   3 s (the JVM's ``probing-failure-timeout``) or ``interval + 3 s`` (the .NET port's fix).
+* **No reaction to being probed**: our node re-probes at once a peer it was backing off from
+  when that peer reaches it (``ContactedBy``); the anchor has no such signal.
 * Everything else (discovery, stable margin, lowest-address rule, joining) is this project's
   machine, so the decision rules are the same on both sides of the comparison.
 """
@@ -25,7 +27,7 @@ from typing import Any
 import attrs
 import httpx
 
-from bootstrap.core import Settings
+from bootstrap.core import ContactedBy, Event, Settings
 from bootstrap.node import Node
 from bootstrap.prober import Prober, Transport
 from bootstrap.server import ManagementApp, longest_probe_period
@@ -114,6 +116,14 @@ class _CloseAfterResponse:
 
 class AnchorNode(Node):
     """Our node with the anchor's prober and connection handling swapped in."""
+
+    def _report(self, event: Event) -> None:
+        # Being probed tells the anchor nothing: it has no counterpart of our ContactedBy (which
+        # re-probes a peer we were backing off from the moment it reaches us), so a peer that
+        # starts late is confirmed only at the anchor's next scheduled probe.
+        if isinstance(event, ContactedBy):
+            return
+        super()._report(event)
 
     def _make_prober(self, transport: Transport) -> Prober:
         return AnchorProber(
