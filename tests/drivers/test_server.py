@@ -871,6 +871,19 @@ def test_real_watch_pushes_documents_and_answers_probe() -> None:
     run(test)
 
 
+def run_and_collect_client_sockets(test: Callable[[], Awaitable[None]]) -> None:
+    """:func:`run`, then collect the sockets trio_websocket leaves unclosed.
+
+    trio_websocket 0.12 does not close its socket when the server refuses the handshake or
+    closes the connection first; the ResourceWarning is expected here, not in whichever later
+    test the garbage collector happens to run.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        run(test)
+        gc.collect()
+
+
 def test_real_watch_closes_too_big_messages() -> None:
     """hypercorn enforces the 1 KiB bound on client messages: the watch closes with 1009."""
     bind = ContactPoint("127.0.0.1", free_port())
@@ -891,7 +904,7 @@ def test_real_watch_closes_too_big_messages() -> None:
             assert closed.value.reason.code == 1009
             nursery.cancel_scope.cancel()
 
-    run(test)
+    run_and_collect_client_sockets(test)
 
 
 def test_real_shutdown_closes_watches_cleanly() -> None:
@@ -919,7 +932,7 @@ def test_real_shutdown_closes_watches_cleanly() -> None:
             assert closed.value.reason is not None
             assert closed.value.reason.code == 1001
 
-    run(test)
+    run_and_collect_client_sockets(test)
 
 
 @pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback here")

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import logging
 import math
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,7 +43,16 @@ from bootstrap.server import (
     server_keep_alive_timeout,
 )
 
-from .test_server import EMPTY, PEER, SELF, SETTINGS, Node, Watch, free_port
+from .test_server import (
+    EMPTY,
+    PEER,
+    SELF,
+    SETTINGS,
+    Node,
+    Watch,
+    free_port,
+    run_and_collect_client_sockets,
+)
 
 TEST_TIMEOUT = 10.0
 CLIENT_A = ("10.0.0.7", 40001)
@@ -730,19 +737,6 @@ def test_real_request_with_a_body_gets_413_and_its_connection_closed() -> None:
             nursery.cancel_scope.cancel()
 
     run(test)
-
-
-def run_and_collect_client_sockets(test: Callable[[], Awaitable[None]]) -> None:
-    """:func:`run`, then collect the sockets trio_websocket leaves unclosed.
-
-    trio_websocket 0.12 does not close its socket when the server refuses the handshake or
-    closes the connection first; the ResourceWarning is expected here, not in whichever later
-    test the garbage collector happens to run.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        run(test)
-        gc.collect()
 
 
 def test_real_watches_per_client_are_refused_with_429() -> None:
