@@ -49,7 +49,9 @@ def test_peer_slower_than_probe_timeout_blocks_formation_until_it_answers_in_tim
             ]
             assert not point["fresh"], point
             assert point["lastObservedAgo"] is None, point  # it never answered in time
-            assert point["consecutiveFailures"] > 0, point
+            # (consecutiveFailures is not asserted: node 2 keeps probing this node quickly, and
+            # each of its contacts resets the count to 0 and re-probes at once, so a read may
+            # land between such a reset and the next timeout. The log and reason show them.)
             reason = statuses[index]["reason"]
             assert reason == (
                 f"no fresh answer from {slow_point} "
