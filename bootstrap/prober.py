@@ -64,6 +64,7 @@ from .core import (
     UsageError,
 )
 from .core.wire import MAX_DOCUMENT_BYTES, SeedNodesDocument, check_service_name, decode_seed_nodes
+from .error_chain import causes as error_causes
 from .security import (
     Security,
     open_tls_stream,
@@ -204,34 +205,9 @@ class _Failure:
     reason: str
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and what it wraps: causes, contexts and group members, breadth first.
-
-    The interesting error is usually deep down: httpx wraps httpcore wraps trio's "all attempts
-    to connect failed" ``OSError``, whose cause is a group holding ``ConnectionRefusedError``.
-    """
-    seen: set[int] = set()
-    queue = [error]
-    while queue:
-        current = queue.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            queue.extend(current.exceptions)
-        # httpcore's pool re-raises with ``from None``, dropping the cause, but its exceptions
-        # carry the original error as their argument.
-        queue.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        if current.__cause__ is not None:
-            queue.append(current.__cause__)
-        elif current.__context__ is not None and not current.__suppress_context__:
-            queue.append(current.__context__)
-
-
 def _describe(error: BaseException, address: ContactPoint) -> _Failure:
     """A reason an operator understands for ``error`` raised while probing ``address``."""
-    causes = list(_causes(error))
+    causes = list(error_causes(error))
     if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return _Failure("refused", "connection refused")
     tls_reason = tls_failure_reason(causes)

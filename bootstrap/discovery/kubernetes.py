@@ -43,7 +43,7 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, cast
@@ -54,6 +54,7 @@ import trio
 from .._version import __version__
 from ..core.contact_point import ContactPoint
 from ..core.errors import UsageError
+from ..error_chain import causes as error_causes
 from .base import DiscoveryError
 
 __all__ = [
@@ -184,26 +185,6 @@ def _ssl_context(ca_file: Path) -> tuple[ssl.SSLContext, str]:
 
 
 # --- failures -----------------------------------------------------------------------------------
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and what it wraps, breadth first (httpx wraps httpcore wraps the OS error)."""
-    seen: set[int] = set()
-    queue = [error]
-    while queue:
-        current = queue.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            queue.extend(current.exceptions)
-        # httpcore's pool re-raises ``from None`` but keeps the original error as an argument.
-        queue.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        if current.__cause__ is not None:
-            queue.append(current.__cause__)
-        elif current.__context__ is not None and not current.__suppress_context__:
-            queue.append(current.__context__)
 
 
 def _status_detail(body: bytes | None) -> str:
@@ -504,7 +485,7 @@ class KubernetesDiscovery:
     def _describe(self, error: BaseException) -> str:
         """What a transport failure means, and what to check."""
         url = self._api_url
-        causes = list(_causes(error))
+        causes = list(error_causes(error))
         for cause in causes:
             if isinstance(cause, ssl.SSLCertVerificationError):
                 reason = cause.verify_message or cause.reason or str(cause)
