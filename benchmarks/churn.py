@@ -246,10 +246,15 @@ class Run:
                 for metric in METRICS:
                     series[metric].append(None)
                 continue
+            # This node's management traffic only: its address, and the run's port at one end
+            # (another run, or a killed one's TIME_WAIT, on the same addresses is not counted).
+            port = self.args.port
             mine = [
                 socket
                 for socket in tables[owner[address]]
-                if socket.local[0] == address and socket.state != "LISTEN"
+                if socket.local[0] == address
+                and port in (socket.local[1], socket.remote[1])
+                and socket.state != "LISTEN"
             ]
             series["tcp_sockets"].append(len(mine))
             series["established"].append(sum(s.state == "ESTABLISHED" for s in mine))
@@ -474,7 +479,9 @@ def isolation_for(args: argparse.Namespace, run_number: int) -> Iterator[Isolati
     if args.isolation == "netns":
         isolation = NetnsIsolation(args.nodes, tag=f"{os.getpid() % 10000}r{run_number}")
     else:
-        isolation = LoopbackIsolation(args.nodes, subnet=1 + run_number % 254)
+        # Spread by process too, so two benchmarks at once (or a CI run beside a developer's)
+        # use different addresses.
+        isolation = LoopbackIsolation(args.nodes, subnet=1 + (os.getpid() + run_number) % 254)
     with isolation:
         yield isolation
 
