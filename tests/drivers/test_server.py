@@ -40,6 +40,7 @@ from bootstrap.core.wire import decode_seed_nodes, encode_seed_nodes
 from bootstrap.server import (
     ManagementApp,
     Message,
+    ServerLimits,
     client_keepalive_expiry,
     longest_probe_period,
     management_server_config,
@@ -100,7 +101,9 @@ class Node:
         if "on_contacted" in self.fail:
             raise RuntimeError("event queue closed")
 
-    def app(self, settings: Settings = SETTINGS) -> ManagementApp:
+    def app(
+        self, settings: Settings = SETTINGS, *, limits: ServerLimits | None = None
+    ) -> ManagementApp:
         return ManagementApp(
             settings=settings,
             self_contact_point=SELF,
@@ -109,6 +112,7 @@ class Node:
             status=self.build_status,
             ready=self.is_ready,
             on_contacted=self.on_contacted,
+            limits=ServerLimits() if limits is None else limits,
         )
 
 

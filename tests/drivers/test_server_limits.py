@@ -75,19 +75,6 @@ def run(
     trio.run(main, clock=clock)
 
 
-def make_app(node: Node, limits: ServerLimits, settings: Settings = SETTINGS) -> ManagementApp:
-    return ManagementApp(
-        settings=settings,
-        self_contact_point=SELF,
-        service_name="svc",
-        document=node.build_document,
-        status=node.build_status,
-        ready=node.is_ready,
-        on_contacted=node.on_contacted,
-        limits=limits,
-    )
-
-
 def http_scope(
     path: str = "/bootstrap/seed-nodes",
     *,
@@ -197,7 +184,7 @@ def test_a_request_head_over_the_bound_is_431() -> None:
     node = Node()
 
     async def test() -> None:
-        app = make_app(node, ServerLimits(max_header_bytes=2048))
+        app = node.app(limits=ServerLimits(max_header_bytes=2048))
         fits = [(b"bootstrap-contact-point", str(PEER).encode()), (b"x-filler", b"a" * 1900)]
         assert (await call(app, http_scope(headers=fits))).status == 200
         too_big = [*fits, (b"x-more", b"a" * 100)]
@@ -218,7 +205,7 @@ def test_a_handshake_head_over_the_bound_is_refused() -> None:
     node = Node()
 
     async def test() -> None:
-        app = make_app(node, ServerLimits(max_header_bytes=2048))
+        app = node.app(limits=ServerLimits(max_header_bytes=2048))
         watch = ws_client(app, CLIENT_A)
         watch.scope["headers"].append((b"x-filler", b"a" * 3000))
         await watch.client_sends({"type": "websocket.connect"})
@@ -237,7 +224,7 @@ def test_a_handshake_offering_compression_is_refused() -> None:
     node = Node()
 
     async def test() -> None:
-        app = make_app(node, ServerLimits())
+        app = node.app(limits=ServerLimits())
         watch = ws_client(app, CLIENT_A)
         offer = (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")
         watch.scope["headers"].append(offer)
@@ -276,7 +263,7 @@ def test_a_request_announcing_a_body_is_413(
     node = Node()
 
     async def test() -> None:
-        app = make_app(node, ServerLimits())
+        app = node.app(limits=ServerLimits())
         headers = [(b"bootstrap-contact-point", str(PEER).encode()), announce]
         response = await call(app, http_scope(path, method=method, headers=headers))
         assert response.status == 413
@@ -296,7 +283,7 @@ def test_content_length_zero_is_no_body(length: bytes) -> None:
     node = Node()
 
     async def test() -> None:
-        app = make_app(node, ServerLimits())
+        app = node.app(limits=ServerLimits())
         headers = [(b"bootstrap-contact-point", str(PEER).encode()), (b"content-length", length)]
         response = await call(app, http_scope(headers=headers))
         assert response.status == 200
@@ -333,7 +320,7 @@ def test_in_flight_requests_per_client_are_bounded() -> None:
     limit = SMALL.max_requests_per_client
 
     async def test() -> None:
-        app = make_app(node, SMALL)
+        app = node.app(limits=SMALL)
         stuck = BlockedClient(app)
         async with trio.open_nursery() as nursery:
             for _ in range(limit):
@@ -367,7 +354,7 @@ def test_requests_without_a_client_address_share_one_budget() -> None:
     """A server that gives no client address (a unix socket) puts its clients in one budget."""
 
     async def test() -> None:
-        app = make_app(Node(), SMALL)
+        app = Node().app(limits=SMALL)
         stuck = BlockedClient(app)
         async with trio.open_nursery() as nursery:
             for _ in range(SMALL.max_requests_per_client):
@@ -384,7 +371,7 @@ def test_cancelled_requests_release_their_slot() -> None:
     """A request cancelled while stuck in send (client gone, shutdown) frees its slot."""
 
     async def test() -> None:
-        app = make_app(Node(), SMALL)
+        app = Node().app(limits=SMALL)
         stuck = BlockedClient(app)
         async with trio.open_nursery() as nursery:
             for _ in range(SMALL.max_requests_per_client):
@@ -407,7 +394,7 @@ def test_open_watches_per_client_are_bounded(extension: bool) -> None:
     limit = SMALL.max_watches_per_client
 
     async def test() -> None:
-        app = make_app(node, SMALL)
+        app = node.app(limits=SMALL)
         async with trio.open_nursery() as nursery:
             open_watches = []
             for port in range(limit):
@@ -458,7 +445,7 @@ def test_watch_message_burst_over_the_rate_is_closed_with_1008() -> None:
     burst = SMALL.max_watch_messages_per_push_interval
 
     async def test() -> None:
-        app = make_app(node, SMALL)
+        app = node.app(limits=SMALL)
         async with trio.open_nursery() as nursery:
             watch = ws_client(app, CLIENT_A)
             await watch.connect(nursery)
@@ -485,7 +472,7 @@ def test_watch_messages_at_the_rate_are_served_indefinitely() -> None:
     push = SETTINGS.watch_push_interval
 
     async def test() -> None:
-        app = make_app(node, SMALL)
+        app = node.app(limits=SMALL)
         async with trio.open_nursery() as nursery:
             watch = ws_client(app, CLIENT_A)
             await watch.connect(nursery)
@@ -508,7 +495,7 @@ def test_oversized_watch_message_is_counted_and_closed_with_1009() -> None:
     """The app's own size check (hypercorn's backstop) counts a refusal as well."""
 
     async def test() -> None:
-        app = make_app(Node(), SMALL)
+        app = Node().app(limits=SMALL)
         async with trio.open_nursery() as nursery:
             watch = ws_client(app, CLIENT_A)
             await watch.connect(nursery)
@@ -528,7 +515,7 @@ def test_refusals_are_logged_once_per_client_and_kind(caplog: pytest.LogCaptureF
     caplog.set_level(logging.WARNING, logger="bootstrap.server")
 
     async def test() -> None:
-        app = make_app(Node(), SMALL)
+        app = Node().app(limits=SMALL)
         body = [(b"content-length", b"3")]
         for client in (CLIENT_A, CLIENT_A, (CLIENT_A[0], 1), CLIENT_B):
             await call(app, http_scope(headers=body, client=client))
@@ -558,7 +545,7 @@ def test_memory_of_offenders_is_bounded() -> None:
     """An attacker cycling through addresses cannot grow the record of logged offenders."""
 
     async def test() -> None:
-        app = make_app(Node(), SMALL)
+        app = Node().app(limits=SMALL)
         body = [(b"transfer-encoding", b"chunked")]
         for index in range(2000):
             client = (f"10.{index // 65536}.{index // 256 % 256}.{index % 256}", 1)
@@ -577,7 +564,7 @@ def test_statistics_refusals_are_a_read_only_snapshot() -> None:
     """statistics().requests_refused cannot be changed, and later refusals do not change it."""
 
     async def test() -> None:
-        app = make_app(Node(), SMALL)
+        app = Node().app(limits=SMALL)
         await call(app, http_scope(headers=[(b"content-length", b"1")]))
         snapshot = app.statistics().requests_refused
         with pytest.raises(TypeError):
@@ -637,7 +624,7 @@ def test_real_oversized_headers_are_refused_and_the_node_keeps_serving(whole: bo
     bind = ContactPoint("127.0.0.1", free_port())
 
     async def test() -> None:
-        app = make_app(node, ServerLimits())
+        app = node.app(limits=ServerLimits())
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=SETTINGS)
@@ -670,7 +657,7 @@ def test_real_http2_is_bounded_too() -> None:
     bind = ContactPoint("127.0.0.1", free_port())
 
     async def test() -> None:
-        app = make_app(node, ServerLimits())
+        app = node.app(limits=ServerLimits())
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=SETTINGS)
@@ -705,7 +692,7 @@ def test_real_request_with_a_body_gets_413_and_its_connection_closed() -> None:
     bind = ContactPoint("127.0.0.1", free_port())
 
     async def test() -> None:
-        app = make_app(node, ServerLimits())
+        app = node.app(limits=ServerLimits())
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=SETTINGS)
@@ -745,7 +732,7 @@ def test_real_watches_per_client_are_refused_with_429() -> None:
     bind = ContactPoint("127.0.0.1", free_port())
 
     async def test() -> None:
-        app = make_app(node, SMALL)
+        app = node.app(limits=SMALL)
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=SETTINGS)
@@ -781,7 +768,7 @@ def test_real_watch_flooding_messages_is_closed_with_1008() -> None:
     burst = ServerLimits().max_watch_messages_per_push_interval
 
     async def test() -> None:
-        app = make_app(Node(), ServerLimits(), settings)
+        app = Node().app(settings)
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=settings)
@@ -861,7 +848,7 @@ def test_real_slow_loris_is_closed_by_the_idle_timer_but_probes_are_not() -> Non
         await stream.aclose()
 
     async def test() -> None:
-        app = make_app(node, ServerLimits(), LORIS_SETTINGS)
+        app = node.app(LORIS_SETTINGS, limits=ServerLimits())
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=LORIS_SETTINGS)

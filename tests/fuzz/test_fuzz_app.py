@@ -235,7 +235,7 @@ def test_fuzz_http_requests(
 ) -> None:
     """Any request gets exactly one well-formed JSON answer; contacts only from valid probes."""
     node = FakeNode(document=JOINED, status=status, ready=ready, fail=fail)
-    app = node.app(server_limits)
+    app = node.app(limits=server_limits)
     sent: list[Message] = []
     chunks = list(body_chunks)
 
@@ -284,7 +284,7 @@ def test_fuzz_http_requests(
 def test_fuzz_concurrent_requests_per_client(requests: list[tuple[str, bool]], limit: int) -> None:
     """429 exactly when the address already has `limit` requests in flight; counts return to 0."""
     node = FakeNode()
-    app = node.app(ServerLimits(max_requests_per_client=limit))
+    app = node.app(limits=ServerLimits(max_requests_per_client=limit))
     release = trio.Event()
     in_flight: dict[str, int] = {}
     outcomes: list[int] = []

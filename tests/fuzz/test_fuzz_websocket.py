@@ -252,7 +252,7 @@ def test_fuzz_watches(
 ) -> None:
     """Any mix of watch clients and scripts: well-formed conversations, nothing left open."""
     node = FakeNode()
-    app = node.app(server_limits)
+    app = node.app(limits=server_limits)
     conversations = [Conversation(app, client, node) for client in scripted]
 
     async def fail_documents_later(delay: float) -> None:
