@@ -17,6 +17,11 @@ from .errors import UsageError
 
 __all__ = ["Settings"]
 
+# Seconds a client's idle connection may outlive the longest probe period, and the server's the
+# client's (see Settings.client_keepalive_expiry and Settings.server_keep_alive_timeout).
+_CLIENT_KEEPALIVE_SLACK = 3.0
+_SERVER_KEEPALIVE_MARGIN = 3.0
+
 
 def _duration(instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -137,6 +142,39 @@ class Settings:
         before the machine's own probe of it falls due, and no poll is sent on top of a watch.
         """
         return self.probe_interval * (1 - self.probe_jitter)
+
+    @property
+    def longest_probe_period(self) -> float:
+        """The longest a probe connection to one peer can sit idle between two requests.
+
+        The next probe falls due at most ``probe_interval * (1 + probe_jitter)`` after an
+        answer, or ``probe_backoff_max`` after a failure (the backoff is capped there, jitter
+        included), and a probe may take up to ``probe_timeout``.
+        """
+        return (
+            max(self.probe_backoff_max, self.probe_interval * (1 + self.probe_jitter))
+            + self.probe_timeout
+        )
+
+    @property
+    def client_keepalive_expiry(self) -> float:
+        """The prober's idle-connection expiry: longer than the longest probe period.
+
+        httpx's default (5 s) closed the pooled connection before every probe once the probe
+        period neared 5 s, which reintroduced the anchors' connection-per-probe leak. The slack
+        covers scheduling and network latency between "the probe fell due" and "the request
+        reached the pool".
+        """
+        return self.longest_probe_period + _CLIENT_KEEPALIVE_SLACK
+
+    @property
+    def server_keep_alive_timeout(self) -> float:
+        """The management server's idle keep-alive timeout: longer than the client's.
+
+        The client therefore always closes first (TIME_WAIT lands on the prober, bounded by its
+        peers) and a request never races the server's close.
+        """
+        return self.client_keepalive_expiry + _SERVER_KEEPALIVE_MARGIN
 
     @classmethod
     def help(cls) -> dict[str, str]:

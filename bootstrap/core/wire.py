@@ -37,6 +37,8 @@ import attrs
 from .errors import ProtocolError, UsageError
 
 __all__ = [
+    "ALIVE_PATH",
+    "CONTACT_POINT_HEADER",
     "MAX_DOCUMENT_BYTES",
     "MAX_DOCUMENT_SEED_NODES",
     "MAX_NAME_CHARS",
@@ -44,11 +46,34 @@ __all__ = [
     "MAX_NODE_CHARS",
     "MAX_ROLES",
     "Member",
+    "PROBE_MESSAGE",
+    "READY_PATH",
+    "SEED_NODES_PATH",
+    "STATUS_PATH",
+    "WATCH_PATH",
     "SeedNodesDocument",
     "check_service_name",
     "decode_seed_nodes",
     "encode_seed_nodes",
 ]
+
+# --- the endpoints and headers every driver shares (DESIGN section 4), defined once ----------
+
+#: ``GET`` answers the seed-nodes document (the Akka JVM path, so Akka probers read us).
+SEED_NODES_PATH = "/bootstrap/seed-nodes"
+#: The websocket endpoint that pushes the same document on every change.
+WATCH_PATH = "/bootstrap/watch"
+#: ``GET`` answers the node's status as JSON.
+STATUS_PATH = "/bootstrap/status"
+#: 200 while the node serves.
+ALIVE_PATH = "/alive"
+#: 200 once the node has joined, 503 before.
+READY_PATH = "/ready"
+#: The request header that tells a peer who probes it (the server turns it into ``ContactedBy``).
+#: HTTP header names are case-insensitive; servers compare it lower-cased.
+CONTACT_POINT_HEADER = "Bootstrap-Contact-Point"
+#: The watch client's text message that asks for the document now.
+PROBE_MESSAGE = "probe"
 
 #: Largest body a reader accepts, in bytes; larger bodies are refused before being decoded.
 MAX_DOCUMENT_BYTES = 64 * 1024
