@@ -19,31 +19,65 @@ In this order (DESIGN section 3):
 5. ``contact_with_all_contact_points`` and a discovered contact point lacks a fresh answer -> wait;
 6. this node is the lowest contact point with a fresh answer -> ``JoinSelf``; else wait for it.
 
-The function is pure: it reads the machine's live collections and returns a verdict. A
-``Waiting`` verdict renders its plain-English reason only when asked, because rendering may
-scan every contact point and the machine evaluates far more often than anyone reads a status.
+The rules read one frozen :class:`DecisionView` that the machine builds when it evaluates, so
+``decide`` is a pure function of its argument and a rule can be tested by building a view. A
+``Waiting`` verdict renders its plain-English reason only when asked (the machine evaluates far
+more often than anyone reads a status); the reason depends on the view and the instant asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence, Set
+from collections.abc import Callable, Iterable
 
 import attrs
 
+from .answers import SeededAnswer
 from .contact_point import ContactPoint
 from .events import Decision, JoinSeedNodes, JoinSelf
 from .settings import Settings
 
-__all__ = ["SeededAnswer", "Waiting", "decide"]
+__all__ = ["DecisionView", "MissingAnswer", "Waiting", "choose_cluster", "decide"]
 
 
-@attrs.frozen
-class SeededAnswer:
-    """A fresh answer that lists seed nodes (this node's own ``self_node`` already removed)."""
+@attrs.frozen(kw_only=True)
+class MissingAnswer:
+    """The lowest discovered contact point without a fresh answer, for the waiting reason."""
 
     contact_point: ContactPoint
-    seed_nodes: tuple[str, ...]
-    cluster_id: str | None
+    last_observed_at: float | None
+    last_failure: str | None
+
+
+@attrs.frozen(kw_only=True)
+class DecisionView:
+    """Everything the rules read, as of one instant. Counts include this node itself."""
+
+    settings: Settings
+    now: float
+    self_contact_point: ContactPoint
+    #: This node's own contact point is among the discovered (its answer is then synthetic
+    #: and always fresh).
+    self_discovered: bool
+    discovered_count: int
+    fresh_count: int
+    #: The lowest discovered contact point with a fresh answer (canonical order).
+    lowest_fresh: ContactPoint | None
+    #: Fresh answers that list seed nodes (this node's own name removed).
+    seeded: tuple[SeededAnswer, ...]
+    #: Fresh answers whose seed nodes were all this node's own name, sorted.
+    listing_only_self: tuple[ContactPoint, ...]
+    discovery_succeeded: bool
+    discovery_failure: str | None
+    #: When the current discovered set will have been stable for ``stable_margin``.
+    stable_at: float
+    join_retry_at: float
+    join_failure: str | None
+    #: Set whenever some discovered contact point lacks a fresh answer.
+    first_missing: MissingAnswer | None
+
+    @property
+    def all_fresh(self) -> bool:
+        return self.fresh_count == self.discovered_count
 
 
 @attrs.frozen
@@ -77,29 +111,25 @@ def choose_cluster(answers: Iterable[SeededAnswer]) -> tuple[list[str], list[str
     return sorted(chosen), names
 
 
-def decide(
-    *,
-    settings: Settings,
-    now: float,
-    self_contact_point: ContactPoint,
-    discovered: Sequence[ContactPoint],
-    fresh: Set[ContactPoint],
-    seeded: Collection[SeededAnswer],
-    discovery_succeeded: bool,
-    listing_only_self: Set[ContactPoint] = frozenset(),
-    discovery_failure: str | None,
-    stable_at: float,
-    join_retry_at: float,
-    join_failure: str | None,
-    describe_missing: Callable[[float], str],
-) -> Decision | Waiting:
-    """Apply the rules above to the machine's current view.
+def _describe_missing(view: DecisionView, now: float) -> str:
+    missing = view.first_missing
+    if missing is None:
+        return "all contact points answered"
+    if missing.last_observed_at is None:
+        detail = "never answered"
+    else:
+        detail = f"last {now - missing.last_observed_at:.1f} s ago"
+    if missing.last_failure is not None:
+        detail += f"; last failure: {missing.last_failure}"
+    others = view.discovered_count - view.fresh_count - 1
+    more = f" and {others} more" if others > 0 else ""
+    return f"no fresh answer from {missing.contact_point} ({detail}){more}"
 
-    ``discovered`` is sorted in canonical order and includes this node when discovery returned
-    it; ``fresh`` holds the discovered contact points with a fresh answer (this node included:
-    its own answer is synthetic and always fresh); ``stable_at`` is when the current discovered
-    set will have been stable for ``stable_margin``.
-    """
+
+def decide(view: DecisionView) -> Decision | Waiting:
+    """Apply the rules above to ``view``."""
+    settings, now = view.settings, view.now
+    join_retry_at, join_failure = view.join_retry_at, view.join_failure
     if now < join_retry_at:
         return Waiting(
             "join-retry",
@@ -109,15 +139,15 @@ def decide(
             ),
         )
 
-    if seeded:
-        seed_nodes, _ = choose_cluster(seeded)
+    if view.seeded:
+        seed_nodes, _ = choose_cluster(view.seeded)
         return JoinSeedNodes(tuple(seed_nodes[: settings.max_seed_nodes]))
 
-    if listing_only_self:
+    if view.listing_only_self:
         # As the anchor does: seed nodes that are all this node give nothing to join, but they
         # prove a cluster exists (formed by an earlier run of this node on this address), so
         # forming another would split the service in two.
-        named = ", ".join(str(point) for point in sorted(listing_only_self))
+        named = ", ".join(str(point) for point in view.listing_only_self)
         return Waiting(
             "listed-as-seed",
             lambda t: (
@@ -127,7 +157,8 @@ def decide(
             ),
         )
 
-    if not discovery_succeeded:
+    discovery_failure = view.discovery_failure
+    if not view.discovery_succeeded:
         if discovery_failure is None:
             return Waiting("discovery", lambda t: "waiting for the first discovery lookup")
         return Waiting(
@@ -145,27 +176,28 @@ def decide(
                 "(new_cluster_enabled is off: this node never forms a cluster)"
             ),
         )
-    if self_contact_point not in fresh:
+    self_contact_point = view.self_contact_point
+    if not view.self_discovered:
         return Waiting(
             "self-not-discovered",
             lambda t: (
                 f"this node's contact point {self_contact_point} is not among the "
-                f"{len(discovered)} discovered contact points; it can join an existing cluster "
-                "but will not form one"
+                f"{view.discovered_count} discovered contact points; it can join an existing "
+                "cluster but will not form one"
             ),
         )
 
-    if len(fresh) < settings.required_contact_points:
+    if view.fresh_count < settings.required_contact_points:
         return Waiting(
             "required-contact-points",
             lambda t: (
-                f"confirmed {len(fresh)} of {settings.required_contact_points} "
+                f"confirmed {view.fresh_count} of {settings.required_contact_points} "
                 "required contact points"
             ),
         )
 
-    all_fresh = len(fresh) == len(discovered)
-    expected_fast_path = settings.expected_contact_points == len(discovered) and all_fresh
+    all_fresh, stable_at = view.all_fresh, view.stable_at
+    expected_fast_path = settings.expected_contact_points == view.discovered_count and all_fresh
     if now < stable_at and not expected_fast_path:
         return Waiting(
             "stable-margin",
@@ -176,10 +208,9 @@ def decide(
         )
 
     if settings.contact_with_all_contact_points and not all_fresh:
-        return Waiting("contact-with-all", describe_missing)
+        return Waiting("contact-with-all", lambda t: _describe_missing(view, t))
 
-    # With every discovered contact point fresh the lowest is the first; otherwise scan.
-    lowest = discovered[0] if all_fresh else min(fresh)
+    lowest = view.lowest_fresh
     if lowest != self_contact_point:
         return Waiting("lowest-forms", lambda t: f"expecting {lowest} to form the cluster")
     return JoinSelf()

@@ -39,9 +39,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+from .answers import Answer, AnswerBook
 from .backoff import backoff_delay, jittered
 from .contact_point import ContactPoint, select_contact_points
-from .decision import SeededAnswer, Waiting, choose_cluster, decide
+from .decision import DecisionView, MissingAnswer, Waiting, choose_cluster, decide
 from .errors import UsageError
 from .events import (
     Action,
@@ -80,27 +81,21 @@ _TimerKind = Literal["lookup", "probe", "expire", "stable", "retry"]
 
 
 class _Peer:
-    """What the machine knows about one discovered contact point other than itself."""
+    """How the machine probes one discovered contact point other than itself.
+
+    What the peer said lives in the machine's :class:`AnswerBook`, not here: one record per peer.
+    """
 
     __slots__ = (
-        "cluster_id",
         "consecutive_failures",
         "contact_point",
-        "expires_at",
         "last_failure",
         "next_probe_at",
-        "observed_at",
         "outstanding",
-        "seed_nodes",
     )
 
     def __init__(self, contact_point: ContactPoint, now: float) -> None:
         self.contact_point = contact_point
-        self.observed_at: float | None = None
-        # First instant at which the answer is stale; -inf: no answer counts.
-        self.expires_at = -math.inf
-        self.seed_nodes: tuple[str, ...] = ()
-        self.cluster_id: str | None = None
         self.consecutive_failures = 0
         self.last_failure: str | None = None
         self.outstanding = False
@@ -155,12 +150,8 @@ class BootstrapMachine:
         self._discovered: tuple[ContactPoint, ...] = ()
         self._last_raw_discovery: tuple[ContactPoint, ...] | None = None
         self._peers: dict[ContactPoint, _Peer] = {}
-        self._fresh: set[ContactPoint] = set()
-        self._seeded: dict[ContactPoint, SeededAnswer] = {}
-        # Fresh answers whose seed nodes were all this node's own name: a cluster exists that an
-        # earlier run of this node (same address, same self_node) formed. Nothing to join
-        # through them, but no second cluster may be formed while they stand.
-        self._listing_only_self: set[ContactPoint] = set()
+        self._answers = AnswerBook()
+        self._self_discovered = False
         self._stable_at = math.inf
 
         # Decision.
@@ -243,8 +234,8 @@ class BootstrapMachine:
         now = self._now
         points = []
         for contact_point in self._discovered:
-            peer = self._peers.get(contact_point)
-            if peer is None:  # this node: its own answer is synthetic and always fresh
+            if contact_point == self._self_contact_point:
+                # This node: its own answer is synthetic and always fresh.
                 points.append(
                     ContactPointStatus(
                         contact_point=contact_point,
@@ -255,13 +246,14 @@ class BootstrapMachine:
                     )
                 )
             else:
+                answer = self._answers.get(contact_point)
                 points.append(
                     ContactPointStatus(
                         contact_point=contact_point,
-                        fresh=contact_point in self._fresh,
-                        last_observed_at=peer.observed_at,
-                        seed_nodes=peer.seed_nodes,
-                        consecutive_failures=peer.consecutive_failures,
+                        fresh=self._answers.is_fresh(contact_point),
+                        last_observed_at=None if answer is None else answer.observed_at,
+                        seed_nodes=() if answer is None else answer.seed_nodes,
+                        consecutive_failures=self._peers[contact_point].consecutive_failures,
                     )
                 )
         return Status(
@@ -319,7 +311,12 @@ class BootstrapMachine:
             return False
         if kind == "probe":
             return not peer.outstanding and peer.next_probe_at == when
-        return peer.expires_at == when and peer.contact_point in self._fresh
+        answer = self._answers.get(peer.contact_point)
+        return (
+            answer is not None
+            and answer.expires_at == when
+            and self._answers.is_fresh(peer.contact_point)
+        )
 
     def _advance(self) -> None:
         """Fire every live timer due by now, then re-evaluate the decision if anything changed."""
@@ -366,10 +363,8 @@ class BootstrapMachine:
             self._actions.append(Probe(peer.contact_point))
         elif kind == "expire":
             assert peer is not None
-            self._fresh.discard(peer.contact_point)
-            self._seeded.pop(peer.contact_point, None)
-            self._listing_only_self.discard(peer.contact_point)
-            self._dirty = True
+            if self._answers.expire(peer.contact_point, self._now):
+                self._dirty = True
         else:  # "stable" or "retry": the verdict may change now
             self._dirty = True
 
@@ -433,9 +428,7 @@ class BootstrapMachine:
                     peer = self._peers[contact_point] = _Peer(contact_point, now)
                     self._schedule_probe(peer, now)  # a newly discovered peer is probed at once
             self._discovered = selected
-            self._fresh.discard(self._self_contact_point)
-            if self._self_contact_point in kept:
-                self._fresh.add(self._self_contact_point)
+            self._self_discovered = self._self_contact_point in kept
         if changed or not self._discovery_succeeded:
             # After a failed lookup the stable margin counts again from the first success.
             self._stable_at = now + settings.stable_margin
@@ -447,9 +440,8 @@ class BootstrapMachine:
 
     def _forget(self, contact_point: ContactPoint) -> None:
         """A contact point left discovery: stop probing it and drop its answer."""
-        self._fresh.discard(contact_point)
-        self._seeded.pop(contact_point, None)
-        self._listing_only_self.discard(contact_point)
+        if self._answers.forget(contact_point, self._now):
+            self._dirty = True
         # After the decision every peer was already told StopProbing once.
         if self._peers.pop(contact_point, None) is not None and self._decision is None:
             self._actions.append(StopProbing(contact_point))
@@ -480,38 +472,27 @@ class BootstrapMachine:
         settings, now = self._settings, self._now
         peer.outstanding = False
         peer.consecutive_failures = 0
-        peer.observed_at = now
         # The first instant the answer is stale. observation_ttl is exactly the longest gap a
         # healthy peer can produce, so the sums of floats on both sides (probe time + reply
         # time vs. answer time + ttl) may disagree by a few ulps at the very edge; the
         # allowance keeps such a peer fresh without changing the window in any real sense.
-        peer.expires_at = now + settings.observation_ttl + _ROUNDING_ALLOWANCE
-        self._schedule(peer.expires_at, "expire", peer)
+        expires_at = now + settings.observation_ttl + _ROUNDING_ALLOWANCE
+        seed_nodes = tuple(node for node in event.seed_nodes if node != self._self_node)
+        answer = Answer(
+            observed_at=now,
+            expires_at=expires_at,
+            seed_nodes=seed_nodes,
+            cluster_id=event.cluster_id,
+            # Found by the fault tests: with max_seed_nodes=1 a founder restarted on its
+            # address saw every answer list only its own (old) name and formed a second cluster.
+            lists_only_self=bool(event.seed_nodes) and not seed_nodes,
+        )
+        if self._answers.record(peer.contact_point, answer, now):
+            self._dirty = True
+        self._schedule(expires_at, "expire", peer)
         self._schedule_probe(
             peer, now + jittered(settings.probe_interval, settings.probe_jitter, self._rng)
         )
-
-        seed_nodes = tuple(node for node in event.seed_nodes if node != self._self_node)
-        contact_point = event.contact_point
-        if contact_point not in self._fresh:
-            self._fresh.add(contact_point)
-            self._dirty = True
-        if seed_nodes != peer.seed_nodes or event.cluster_id != peer.cluster_id:
-            self._dirty = True
-        peer.seed_nodes, peer.cluster_id = seed_nodes, event.cluster_id
-        if seed_nodes:
-            self._seeded[contact_point] = SeededAnswer(contact_point, seed_nodes, event.cluster_id)
-        elif self._seeded.pop(contact_point, None) is not None:
-            self._dirty = True
-        # Found by the fault tests: with max_seed_nodes=1 a founder restarted on its address
-        # saw every answer list only its own (old) name and formed a second cluster.
-        if event.seed_nodes and not seed_nodes:
-            if contact_point not in self._listing_only_self:
-                self._listing_only_self.add(contact_point)
-                self._dirty = True
-        elif contact_point in self._listing_only_self:
-            self._listing_only_self.discard(contact_point)
-            self._dirty = True
 
     def _on_probe_failed(self, event: ProbeFailed) -> None:
         peer = self._peers.get(event.contact_point)
@@ -572,12 +553,8 @@ class BootstrapMachine:
         self._schedule(self._join_retry_at, "retry", None)
         # Answers from before the failure described a world in which the join should have
         # worked: they no longer count. Probing resumes after one probe period.
-        self._seeded.clear()
-        self._listing_only_self.clear()
-        self._fresh.intersection_update({self._self_contact_point})
         for peer in self._peers.values():
-            peer.expires_at = -math.inf
-            peer.seed_nodes, peer.cluster_id = (), None
+            self._answers.invalidate(peer.contact_point, now)
             peer.outstanding = False
             peer.consecutive_failures = 0
             self._schedule_probe(peer, self._join_retry_at)
@@ -587,52 +564,65 @@ class BootstrapMachine:
 
     # --- decision -----------------------------------------------------------------------------
 
-    def _evaluate(self) -> None:
-        self._dirty = False
-        verdict = decide(
+    def _view(self) -> DecisionView:
+        """What the rules read, as of now (a frozen snapshot: decide() is pure)."""
+        answers = self._answers
+        self_discovered = self._self_discovered
+        fresh_count = answers.fresh_count + self_discovered
+        discovered = self._discovered
+
+        def fresh(contact_point: ContactPoint) -> bool:
+            if contact_point == self._self_contact_point:
+                return self_discovered
+            return answers.is_fresh(contact_point)
+
+        # ``discovered`` is sorted, so the first fresh one is the lowest; it is nearly always
+        # among the first few, and the first missing one is looked for only if some are.
+        lowest_fresh = next((cp for cp in discovered if fresh(cp)), None)
+        first_missing = None
+        if fresh_count < len(discovered):
+            missing = next(cp for cp in discovered if not fresh(cp))
+            answer = answers.get(missing)
+            first_missing = MissingAnswer(
+                contact_point=missing,
+                last_observed_at=None if answer is None else answer.observed_at,
+                last_failure=self._peers[missing].last_failure,
+            )
+        return DecisionView(
             settings=self._settings,
             now=self._now,
             self_contact_point=self._self_contact_point,
-            discovered=self._discovered,
-            fresh=self._fresh,
-            seeded=self._seeded.values(),
-            listing_only_self=self._listing_only_self,
+            self_discovered=self_discovered,
+            discovered_count=len(discovered),
+            fresh_count=fresh_count,
+            lowest_fresh=lowest_fresh,
+            seeded=tuple(answers.seeded.values()),
+            listing_only_self=tuple(sorted(answers.listing_only_self())),
             discovery_succeeded=self._discovery_succeeded,
             discovery_failure=self._discovery_failure,
             stable_at=self._stable_at,
             join_retry_at=self._join_retry_at,
             join_failure=self._join_failure,
-            describe_missing=self._describe_missing,
+            first_missing=first_missing,
         )
+
+    def _evaluate(self) -> None:
+        self._dirty = False
+        view = self._view()
+        verdict = decide(view)
         self._verdict = verdict
         if isinstance(verdict, Waiting):
             return
         self._decision = verdict
         # Remember what was observed now: the status must keep explaining this decision even
         # after later discovery results (still applied, in case the join fails) change it.
-        self._clusters_at_decision = (
-            choose_cluster(self._seeded.values())[1] if self._seeded else []
-        )
-        self._fresh_at_decision = len(self._fresh)
+        self._clusters_at_decision = choose_cluster(view.seeded)[1] if view.seeded else []
+        self._fresh_at_decision = view.fresh_count
         self._actions.append(verdict)
         # Decided: close every probe connection once. The management server keeps serving.
         for contact_point in sorted(self._peers):
             self._peers[contact_point].outstanding = False
             self._actions.append(StopProbing(contact_point))
-
-    def _describe_missing(self, now: float) -> str:
-        missing = [cp for cp in self._discovered if cp not in self._fresh]
-        if not missing:
-            return "all contact points answered"
-        peer = self._peers[missing[0]]
-        if peer.observed_at is None:
-            detail = "never answered"
-        else:
-            detail = f"last {now - peer.observed_at:.1f} s ago"
-        if peer.last_failure is not None:
-            detail += f"; last failure: {peer.last_failure}"
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        return f"no fresh answer from {missing[0]} ({detail}){more}"
 
     def _phase(self) -> Phase:
         if self._decision is not None:

@@ -176,6 +176,18 @@ class Settings:
         """
         return self.client_keepalive_expiry + _SERVER_KEEPALIVE_MARGIN
 
+    @property
+    def watch_retry_after(self) -> float:
+        """How long a peer that flooded its watch is polled before a watch is tried again.
+
+        Closing a flooding watch and polling bounds what the peer can make us parse; reopening
+        it at once would let that peer make us reconnect on every probe (the churn this project
+        exists to prevent). Ten of the longest probe periods bound those reconnects to one per
+        few minutes with the defaults, while a peer that was only briefly misbehaving is
+        watched again in the same process.
+        """
+        return 10 * self.longest_probe_period
+
     @classmethod
     def help(cls) -> dict[str, str]:
         """Field name -> one-line description (the source of the docs and CLI help)."""
