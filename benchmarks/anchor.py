@@ -30,7 +30,7 @@ import httpx
 from bootstrap.core import ContactedBy, Event, Settings
 from bootstrap.node import Node
 from bootstrap.prober import Prober, Transport
-from bootstrap.server import ManagementApp, longest_probe_period
+from bootstrap.server import ManagementApp
 
 __all__ = ["FRESHNESS_RULES", "AnchorNode", "AnchorSettings", "anchor_settings"]
 
@@ -78,7 +78,7 @@ class AnchorProber(Prober):
         # Our prober refuses settings under which idle connections would expire between probes
         # (the anchor's leak). Here no connection is ever kept, so the check does not apply.
         super().__init__(
-            transport="poll", keepalive_expiry=longest_probe_period(settings) + 1.0, **kwargs
+            transport="poll", keepalive_expiry=settings.longest_probe_period + 1.0, **kwargs
         )
         self._headers["Connection"] = "close"
 

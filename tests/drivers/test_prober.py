@@ -43,7 +43,7 @@ from bootstrap.core import (
     encode_seed_nodes,
 )
 from bootstrap.prober import ConnectionChurnError, Prober
-from bootstrap.server import ManagementApp, client_keepalive_expiry, serve_management
+from bootstrap.server import ManagementApp, serve_management
 
 SELF = ContactPoint("10.0.0.1", 8558)
 PEER = ContactPoint("10.0.0.2", 8558)
@@ -346,8 +346,8 @@ async def test_an_akka_document_without_service_name_is_accepted() -> None:
 
 @trio_test()
 async def test_one_failure_never_kills_the_worker() -> None:
-    """An unexpected exception in a probe is a failure; the peer's next probe is served."""
-    outcomes: list[Any] = [RuntimeError("boom"), DOC_BYTES]
+    """A probe the network broke is a failure; the peer's next probe is served."""
+    outcomes: list[Any] = [httpx.ReadError("boom"), DOC_BYTES]
 
     async def handler(request: httpx.Request) -> httpx.Response:
         outcome = outcomes.pop(0)
@@ -357,9 +357,68 @@ async def test_one_failure_never_kills_the_worker() -> None:
 
     async with open_prober(handler=handler) as (prober, reports):
         prober.probe(PEER)
-        assert await reports.next_event() == ProbeFailed(PEER, "internal error: RuntimeError: boom")
+        assert await reports.next_event() == ProbeFailed(PEER, "network error: boom")
         prober.probe(PEER)
         assert await reports.next_event() == ANSWER
+
+
+class BuggyWatch:
+    """A watch whose first document arrives, and whose next read hits a bug of ours."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def get_message(self) -> str | bytes:
+        self.reads += 1
+        if self.reads == 1:
+            return DOC_BYTES
+        raise TypeError("a bug")
+
+    async def send_message(self, message: str | bytes) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("where", ["http transport", "watch handshake", "watch reader"])
+def test_a_bug_is_not_a_failed_probe_it_propagates_out_of_run(where: str) -> None:
+    """A TypeError (our bug, not the peer's) is never reported as a failed probe that would
+    back a healthy peer off: it propagates out of Prober.run, as trio's open_tcp_stream lets
+    its bugs propagate."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        raise TypeError("a bug")
+
+    async def connect(nursery: trio.Nursery, contact_point: ContactPoint, **_: Any) -> Any:
+        if where == "watch handshake":
+            raise TypeError("a bug")
+        return BuggyWatch()
+
+    seen: list[Reports] = []
+
+    async def probe_once_and_wait() -> None:
+        async with open_prober(
+            handler=handler,
+            transport="poll" if where == "http transport" else "watch",
+            connect_websocket=connect,
+        ) as (prober, reports):
+            seen.append(reports)
+            prober.probe(PEER)
+            await trio.sleep_forever()
+
+    @trio_test()
+    async def run() -> None:
+        with pytest.raises(ExceptionGroup) as caught:
+            await probe_once_and_wait()
+        assert caught.group_contains(TypeError, match="a bug")
+        assert trio.current_time() == 0.0
+
+    run()
+    [reports] = seen
+    events = reports.drain()
+    assert [e for e in events if isinstance(e, ProbeFailed)] == []
+    assert events == ([] if where != "watch reader" else [ANSWER])
 
 
 @trio_test()
@@ -385,19 +444,134 @@ async def test_a_second_probe_while_one_is_in_flight_is_ignored() -> None:
 
 @trio_test()
 async def test_in_flight_probes_are_bounded_globally() -> None:
-    """With max_in_flight=2, five 1 s probes finish at 1, 1, 2, 2 and 3 s."""
+    """With max_in_flight=2, five 1 s probes finish at 1, 1, 2, 2 and 3 s (all answered: the
+    probe_timeout of 5 s, which includes the wait for a slot, is not reached)."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
         await trio.sleep(1)
         return httpx.Response(200, content=DOC_BYTES)
 
     peers = [ContactPoint(f"10.0.0.{i}", 8558) for i in range(2, 7)]
-    async with open_prober(handler=handler, max_in_flight=2) as (prober, reports):
+    settings = Settings(probe_timeout=5.0)
+    async with open_prober(handler=handler, max_in_flight=2, settings=settings) as (
+        prober,
+        reports,
+    ):
         for peer in peers:
             prober.probe(peer)
         arrivals = [await reports.next() for _ in peers]
     assert [at for at, _ in arrivals] == [1.0, 1.0, 2.0, 2.0, 3.0]
     assert {event.contact_point for _, event in arrivals} == set(peers)  # type: ignore[union-attr]
+    assert all(isinstance(event, ProbeSucceeded) for _, event in arrivals), arrivals
+
+
+NO_SLOT = "timed out after 3.0 s waiting for a free probe slot (all max_in_flight=1 in use)"
+BEHIND = ContactPoint("10.0.0.3", 8558)
+
+
+async def hang_http(request: httpx.Request) -> httpx.Response:
+    await trio.sleep_forever()
+    raise AssertionError("not reached")
+
+
+async def hang_watch(nursery: trio.Nursery, contact_point: ContactPoint, **_: Any) -> Any:
+    await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("transport", ["poll", "watch"])
+def test_a_probe_behind_a_slow_one_answers_or_fails_within_probe_timeout(transport: str) -> None:
+    """max_in_flight=1, peers that answer in 2.5 s: a probe asked at 0.5 s, behind another's,
+    fails at 3.5 s, probe_timeout after it was asked. (It used to wait for the slot outside
+    the timeout and answer at 5.0 s, later than observation_ttl assumes.)"""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(2.5)
+        return httpx.Response(200, content=DOC_BYTES)
+
+    async def connect(nursery: trio.Nursery, contact_point: ContactPoint, **_: Any) -> Any:
+        await trio.sleep(2.5)
+        connection = FakeWatchConnection()
+        connection.push(DOC_BYTES)
+        return connection
+
+    @trio_test()
+    async def run() -> None:
+        async with open_prober(
+            handler=handler, transport=transport, connect_websocket=connect, max_in_flight=1
+        ) as (prober, reports):
+            prober.probe(PEER)
+            await trio.sleep(0.5)
+            prober.probe(BEHIND)
+            assert [await reports.next(), await reports.next()] == [
+                (2.5, ANSWER),
+                (3.5, ProbeFailed(BEHIND, "timed out after 3.0 s")),
+            ]
+            # The slot is free again: the peer behind is answered on its next probe.
+            prober.probe(BEHIND)
+            answer = ProbeSucceeded(BEHIND, ANSWER.self_node, ANSWER.seed_nodes, ANSWER.cluster_id)
+            assert await reports.next() == (6.0, answer)
+
+    run()
+
+
+@pytest.mark.parametrize("transport", ["poll", "watch"])
+def test_a_probe_that_never_gets_a_slot_fails_at_probe_timeout_saying_so(transport: str) -> None:
+    """max_in_flight=1 and two peers asked at once that never answer: the one holding the slot
+    times out at 3.0 s, and so does the one waiting for it, with a reason naming the wait (it
+    used to get the slot at 3.0 s and time out only at 6.0 s)."""
+
+    @trio_test()
+    async def run() -> None:
+        async with open_prober(
+            handler=hang_http, transport=transport, connect_websocket=hang_watch, max_in_flight=1
+        ) as (prober, reports):
+            prober.probe(PEER)
+            await trio.testing.wait_all_tasks_blocked()  # PEER's probe holds the slot
+            prober.probe(BEHIND)
+            arrivals = [await reports.next(), await reports.next()]
+            stats = prober.statistics()
+        by_peer = {event.contact_point: (at, event) for at, event in arrivals}  # type: ignore[union-attr]
+        assert by_peer == {
+            PEER: (3.0, ProbeFailed(PEER, "timed out after 3.0 s")),
+            BEHIND: (3.0, ProbeFailed(BEHIND, NO_SLOT)),
+        }
+        assert (dict(stats.failures_by_kind), stats.probes_sent) == ({"timeout": 2}, 1)
+
+    run()
+
+
+@trio_test()
+async def test_a_probe_over_a_watch_gets_no_longer_than_probe_timeout_for_its_slot() -> None:
+    """A 'probe' message over an open watch waits for its slot inside probe_timeout too: with the
+    only slot held by a hanging handshake, it fails at probe_timeout after it was asked, without
+    sending 'probe', and the watch ends."""
+    watched = FakeWatchConnection()
+    watched.push(DOC_BYTES)
+
+    async def connect(nursery: trio.Nursery, contact_point: ContactPoint, **_: Any) -> Any:
+        if contact_point == BEHIND:
+            await trio.sleep_forever()
+        return watched
+
+    async with open_prober(transport="watch", connect_websocket=connect, max_in_flight=1) as (
+        prober,
+        reports,
+    ):
+        prober.probe(PEER)
+        assert await reports.next() == (0.0, ANSWER)
+        await trio.sleep(1)
+        prober.probe(BEHIND)  # holds the only slot until its own timeout, at 4.0 s
+        await trio.testing.wait_all_tasks_blocked()
+        prober.probe(PEER)
+        arrivals = [await reports.next(), await reports.next()]
+        by_peer = {event.contact_point: (at, event) for at, event in arrivals}  # type: ignore[union-attr]
+        assert by_peer == {
+            BEHIND: (4.0, ProbeFailed(BEHIND, "timed out after 3.0 s")),
+            PEER: (4.0, ProbeFailed(PEER, NO_SLOT)),
+        }
+        assert watched.sent == []
+        await trio.testing.wait_all_tasks_blocked()
+        assert watched.closes == 1
 
 
 @trio_test()
@@ -482,9 +656,9 @@ def test_bad_arguments_are_usage_errors() -> None:
 def test_keepalive_outlives_the_longest_probe_period() -> None:
     """The default keep-alive exceeds the longest idle gap (15 s backoff + 3 s timeout) and
     is well above httpx's 5 s default, which would reconnect on every slow probe."""
-    assert client_keepalive_expiry(SETTINGS) > 15.0 + 3.0
+    assert SETTINGS.client_keepalive_expiry > 15.0 + 3.0
     slow = Settings(probe_interval=10.0, probe_backoff_max=60.0)
-    assert client_keepalive_expiry(slow) > 60.0 + 3.0
+    assert slow.client_keepalive_expiry > 60.0 + 3.0
 
 
 def test_a_keepalive_that_would_reconnect_per_probe_is_an_error() -> None:
@@ -761,6 +935,33 @@ async def test_a_rejected_handshake_falls_back_to_polling_for_good() -> None:
             assert await reports.next_event() == ANSWER
         nursery.cancel_scope.cancel()
     assert (len(server.calls), polls) == (1, 3)
+
+
+@trio_test(seconds=3600)
+async def test_a_peer_without_websocket_stays_polled_past_watch_retry_after() -> None:
+    """Unlike a flooding peer, a peer that answered the handshake with 404 speaks no websocket:
+    it is still polled long after settings.watch_retry_after (it would cost a connection per
+    retry for nothing)."""
+    polls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        polls += 1
+        return httpx.Response(200, content=DOC_BYTES)
+
+    later = 2 * SETTINGS.watch_retry_after
+    async with trio.open_nursery() as nursery:
+        server = FakeWatchServer(nursery, reject=404)
+        async with open_prober(
+            transport="watch", connect_websocket=server.connect, handler=handler
+        ) as (prober, reports):
+            prober.probe(PEER)
+            assert await reports.next() == (0.0, ANSWER)
+            await trio.sleep_until(later)
+            prober.probe(PEER)
+            assert await reports.next() == (later, ANSWER)
+        nursery.cancel_scope.cancel()
+    assert (len(server.calls), polls) == (1, 2)
 
 
 @trio_test()
@@ -1067,6 +1268,25 @@ def test_watches_closed_by_the_peer_leave_no_socket_open() -> None:
 
     run()
     gc.collect()  # an unclosed socket would raise ResourceWarning here (an error under pytest)
+
+
+@trio_test(seconds=20, real_clock=True)
+async def test_polling_one_peer_does_not_turn_later_watches_into_tls() -> None:
+    """Without TLS, a watch opened after some peer was polled is still plain websocket (the
+    context httpx is given for plain HTTP once made every later watch attempt a TLS
+    handshake: 'WRONG_VERSION_NUMBER: does the peer serve TLS?')."""
+    servers = [StandInServer(websocket=False), StandInServer(websocket=True)]
+    async with (
+        serve_stand_in(servers[0]) as akka,
+        serve_stand_in(servers[1]) as ours,
+        open_prober(transport="watch", self_contact_point=LOOPBACK) as (prober, reports),
+    ):
+        polled = await probe_repeatedly(prober, reports, [akka], 2)
+        watched = await probe_repeatedly(prober, reports, [ours], 2)
+        stats = prober.statistics()
+    assert all(isinstance(event, ProbeSucceeded) for event in polled + watched), polled + watched
+    assert (servers[0].requests, servers[1].watch_probes) == (2, 1)
+    assert stats.open_watches == 1
 
 
 @trio_test(seconds=20, real_clock=True)

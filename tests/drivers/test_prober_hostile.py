@@ -356,6 +356,46 @@ async def test_a_peer_flooding_its_watch_is_cut_off_and_polled_instead() -> None
         nursery.cancel_scope.cancel()
 
 
+@trio_test(seconds=600)
+async def test_a_flooded_peer_is_polled_for_watch_retry_after_then_watched_again() -> None:
+    """After a flood the peer is polled, not watched, for settings.watch_retry_after (180 s
+    here), even across a stop; the first probe after that opens a watch again."""
+    flooding, calm = ScriptedWatch(), ScriptedWatch()
+    flooding.push(DOC_TEXT, 21)
+    calm.push(DOC_TEXT)
+    connects: list[float] = []
+    polls: list[float] = []
+
+    async def connect(nursery: trio.Nursery, contact_point: ContactPoint, **_: Any) -> Any:
+        connects.append(trio.current_time())
+        return flooding if len(connects) == 1 else calm
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        polls.append(trio.current_time())
+        return json_response()
+
+    retry = SETTINGS.watch_retry_after
+    assert retry == 180.0  # 10 x (probe_backoff_max 15 s + probe_timeout 3 s)
+    async with open_prober(transport="watch", connect_websocket=connect, handler=handler) as (
+        prober,
+        reports,
+    ):
+        prober.probe(PEER)
+        assert [await reports.next_event() for _ in range(21)] == [ANSWER] * 20 + [FLOODED]
+        for at in (1.0, retry - 1.0):
+            await trio.sleep_until(at)
+            prober.stop(PEER)  # a stop does not clear the record
+            prober.probe(PEER)
+            assert await reports.next() == (at, ANSWER)
+        await trio.sleep_until(retry)
+        prober.probe(PEER)
+        assert await reports.next() == (retry, ANSWER)
+        stats = prober.statistics()
+    assert connects == [0.0, retry]
+    assert polls == [1.0, retry - 1.0]
+    assert (stats.open_watches, dict(stats.failures_by_kind)) == (1, {"flood": 1})
+
+
 class ScriptedWatch:
     """A watch connection without a network: the test pushes; ``probe`` is answered with DOC."""
 
@@ -431,7 +471,7 @@ POLLED_BAD: dict[ContactPoint, tuple[str, str]] = {
     peer(24): ("malformed JSON", "protocol error: document is not valid JSON"),
     peer(25): ("wrong shape", "protocol error: seedNodes[0] must be an object"),
     peer(26): ("HTTP 500", "HTTP 500 from 10.0.0.26:8558"),
-    peer(27): ("handler bug", "internal error: RuntimeError: boom"),
+    peer(27): ("reset mid-answer", "connection reset"),
     peer(28): ("nothing listening", "connection refused"),
     peer(29): ("another service", "peer serves service 'x', expected 'svc'"),
     peer(30): ("compressed", "protocol error: document sent with Content-Encoding gzip"),
@@ -464,8 +504,8 @@ async def hostile_http(request: httpx.Request) -> httpx.Response:
         return json_response(b'{"selfNode": "a", "seedNodes": ["b"]}')
     if what == "HTTP 500":
         return httpx.Response(500, content=b"oops")
-    if what == "handler bug":
-        raise RuntimeError("boom")
+    if what == "reset mid-answer":
+        raise httpx.ReadError("reset") from ConnectionResetError(104, "Connection reset by peer")
     if what == "nothing listening":
         raise httpx.ConnectError("refused") from ConnectionRefusedError(111, "refused")
     if what == "another service":
@@ -526,7 +566,7 @@ async def test_many_bad_peers_at_once_each_fail_alone_and_a_good_peer_is_still_s
                 "protocol",
                 "timeout",
                 "http_status",
-                "internal",
+                "reset",
                 "refused",
                 "service_name",
                 "flood",

@@ -1,4 +1,5 @@
-"""Tests of bootstrap.security: the secret wrapper in-process, the settings, then real sockets.
+"""Tests of security: the secret wrapper (bootstrap.server.RequireSecret) in-process, the
+settings (bootstrap.security), then real sockets.
 
 Policy (as tests/drivers/test_server.py): every test that runs trio does so under an absolute
 ``trio.fail_after`` (:func:`run`). The wrapper is exercised in-process, through
@@ -39,14 +40,19 @@ from bootstrap import (
 from bootstrap.prober import Prober
 from bootstrap.security import (
     SECRET_VARIABLE,
-    RequireSecret,
     Security,
     TlsFileError,
     TlsSettings,
     read_secret_file,
     secret_from_environment,
 )
-from bootstrap.server import ManagementApp, Message, management_server_config, serve_management
+from bootstrap.server import (
+    ManagementApp,
+    Message,
+    RequireSecret,
+    management_server_config,
+    serve_management,
+)
 
 TEST_TIMEOUT = 10.0
 SELF = ContactPoint("127.0.0.1", 8558)
@@ -227,7 +233,7 @@ def test_secret_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) ->
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("bootstrap.security.hmac.compare_digest", spy)
+    monkeypatch.setattr("bootstrap.server.require_secret.hmac.compare_digest", spy)
     app = RequireSecret(Node().app(), secret=SECRET)
 
     async def test() -> None:

@@ -41,11 +41,8 @@ from bootstrap.server import (
     ManagementApp,
     Message,
     ServerLimits,
-    client_keepalive_expiry,
-    longest_probe_period,
     management_server_config,
     serve_management,
-    server_keep_alive_timeout,
 )
 
 TEST_TIMEOUT = 10.0
@@ -709,7 +706,7 @@ def test_websocket_on_another_path_is_refused(with_extension: bool) -> None:
     run(test, fake_clock=True)
 
 
-# --- keep-alive derivation ----------------------------------------------------------------------
+# --- keep-alive, derived by the settings and configured in hypercorn ----------------------------
 
 
 @pytest.mark.parametrize(
@@ -725,17 +722,17 @@ def test_websocket_on_another_path_is_refused(with_extension: bool) -> None:
 def test_keep_alive_outlasts_every_probe_period(settings: Settings) -> None:
     """server keep-alive > client keepalive_expiry > longest probe period, for any settings."""
     longest = max(settings.probe_backoff_max, settings.probe_interval * (1 + settings.probe_jitter))
-    assert longest_probe_period(settings) >= longest + settings.probe_timeout
-    assert client_keepalive_expiry(settings) > longest_probe_period(settings)
-    assert server_keep_alive_timeout(settings) > client_keepalive_expiry(settings)
+    assert settings.longest_probe_period >= longest + settings.probe_timeout
+    assert settings.client_keepalive_expiry > settings.longest_probe_period
+    assert settings.server_keep_alive_timeout > settings.client_keepalive_expiry
     config = management_server_config(bind=SELF, settings=settings)
-    assert config.keep_alive_timeout == server_keep_alive_timeout(settings)
+    assert config.keep_alive_timeout == settings.server_keep_alive_timeout
 
 
 def test_default_keep_alive_beats_the_library_defaults() -> None:
     """At default settings both timeouts exceed the 5 s httpx/hypercorn defaults that leaked."""
-    assert client_keepalive_expiry(Settings()) > 5.0
-    assert server_keep_alive_timeout(Settings()) > client_keepalive_expiry(Settings())
+    assert Settings().client_keepalive_expiry > 5.0
+    assert Settings().server_keep_alive_timeout > Settings().client_keepalive_expiry
 
 
 @pytest.mark.parametrize(

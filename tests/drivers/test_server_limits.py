@@ -37,10 +37,8 @@ from bootstrap.server import (
     ManagementApp,
     Message,
     ServerLimits,
-    client_keepalive_expiry,
     management_server_config,
     serve_management,
-    server_keep_alive_timeout,
 )
 
 from .test_server import (
@@ -154,7 +152,7 @@ def test_config_applies_the_limits() -> None:
     assert config.h2_max_header_list_size == 4096
     assert config.h2_max_concurrent_streams == 7
     assert config.read_timeout is None
-    assert config.keep_alive_timeout == server_keep_alive_timeout(SETTINGS)
+    assert config.keep_alive_timeout == SETTINGS.server_keep_alive_timeout
     default = management_server_config(bind=SELF, settings=SETTINGS)
     assert default.h11_max_incomplete_size == 8 * 1024
 
@@ -550,7 +548,7 @@ def test_memory_of_offenders_is_bounded() -> None:
         for index in range(2000):
             client = (f"10.{index // 65536}.{index // 256 % 256}.{index % 256}", 1)
             await call(app, http_scope(headers=body, client=client))
-        assert len(app._reported_offenders) <= 256
+        assert len(app._refusals.reported_offenders) <= 256
         assert dict(app.statistics().requests_refused) == {"request-body": 2000}
 
     logging.getLogger("bootstrap.server").disabled = True
@@ -804,8 +802,8 @@ LORIS_SETTINGS = Settings(
 
 def test_real_slow_loris_is_closed_by_the_idle_timer_but_probes_are_not() -> None:
     """A request trickled byte by byte is cut at keep-alive; an idle probe connection survives."""
-    keep_alive = server_keep_alive_timeout(LORIS_SETTINGS)
-    idle = client_keepalive_expiry(LORIS_SETTINGS)  # the longest a real client keeps it idle
+    keep_alive = LORIS_SETTINGS.server_keep_alive_timeout
+    idle = LORIS_SETTINGS.client_keepalive_expiry  # the longest a real client keeps it idle
     assert math.isclose(keep_alive, 6.2)
     node = Node()
     bind = ContactPoint("127.0.0.1", free_port())
