@@ -12,10 +12,17 @@ import sys
 import attrs
 import pytest
 
-from bootstrap import JoinSeedNodes, JoinSelf, Settings
+from bootstrap import JoinSeedNodes, JoinSelf, Settings, UsageError
 from bootstrap.cli import build_parser, main
 from bootstrap.commands.node import decision_environment
-from bootstrap.commands.options import apply_environment, env_name, settings_from_args
+from bootstrap.commands.options import (
+    _in_flag_terms,
+    apply_environment,
+    build_settings,
+    env_name,
+    settings_flags,
+    settings_from_args,
+)
 from bootstrap.commands.status import format_status
 
 from .e2e.loopback import free_port
@@ -26,7 +33,7 @@ def parse_node(argv: list[str], environ: dict[str, str] | None = None) -> Settin
     node_parser = subparsers["node"]
     full = apply_environment(node_parser, argv, environ or {})
     args = parser.parse_args(["node", *full])
-    return settings_from_args(node_parser, args, args.settings_flags)
+    return settings_from_args(node_parser, args)
 
 
 BASE = ["--contact-point", "127.0.0.1:8558", "--contact-points", "127.0.0.1:8558"]
@@ -119,6 +126,110 @@ def test_bad_values_exit_2_naming_the_flag(
         parse_node(argv, environ)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        # The flag the user gave, the default it clashes with, and which flag to add.
+        (
+            ["--probe-interval", "20"],
+            {},
+            "--probe-interval 20 clashes with the default --probe-backoff-max 15: "
+            "probe_backoff_max (15.0) must be >= probe_interval (20.0); "
+            "give --probe-backoff-max as well",
+        ),
+        (
+            ["--discovery-backoff-max", "0.5"],
+            {},
+            "--discovery-backoff-max 0.5 clashes with the default --discovery-interval 1: "
+            "discovery_backoff_max (0.5) must be >= discovery_interval (1.0); "
+            "give --discovery-interval as well",
+        ),
+        # From the environment, the value is still named by its flag (the variable sets it).
+        (
+            [],
+            {"BOOTSTRAP_PROBE_INTERVAL": "20"},
+            "--probe-interval 20 clashes with the default --probe-backoff-max 15",
+        ),
+        # Both given: both named, neither called a default.
+        (
+            ["--probe-interval", "20", "--probe-backoff-max", "10"],
+            {},
+            "error: --probe-backoff-max 10 and --probe-interval 20: "
+            "probe_backoff_max (10.0) must be >= probe_interval (20.0)\n",
+        ),
+    ],
+)
+def test_settings_that_clash_exit_2_naming_the_flags(
+    argv: list[str], environ: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Values that clash exit 2 naming the flags given and the defaults they clash with."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_node([*BASE, *argv], environ)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_clash_is_never_resolved_by_changing_a_flag_not_given() -> None:
+    """Giving the cap too makes the long interval valid; nothing else changes."""
+    settings = parse_node([*BASE, "--probe-interval", "20", "--probe-backoff-max", "20"])
+    assert settings == attrs.evolve(Settings(), probe_interval=20.0, probe_backoff_max=20.0)
+
+
+def test_a_clash_error_keeps_the_fields_of_the_settings_error() -> None:
+    """build_settings re-raises Settings' UsageError in flag terms, with the same fields."""
+    parser, _ = build_parser()
+    args = parser.parse_args(["node", *BASE, "--probe-interval", "20"])
+    with pytest.raises(UsageError) as raised:
+        build_settings(args)
+    assert raised.value.fields == ("probe_backoff_max", "probe_interval")
+    assert str(raised.value).startswith("--probe-interval 20 clashes with the default")
+
+
+@pytest.mark.parametrize(
+    ("fields", "given", "message"),
+    [
+        ((), {}, "rule"),  # about no setting: the message as it is
+        (("not_a_setting",), {}, "rule"),
+        (("stable_margin",), {"stable_margin": 0.5}, "argument --stable-margin: rule"),
+        (
+            ("probe_backoff_max", "probe_interval", "probe_timeout"),
+            {"probe_interval": 20.0},
+            "--probe-interval 20 clashes with the defaults --probe-backoff-max 15 and "
+            "--probe-timeout 3: rule; give --probe-backoff-max and --probe-timeout as well",
+        ),
+        (
+            ("new_cluster_enabled", "required_contact_points", "fallback_port"),
+            {"new_cluster_enabled": False, "required_contact_points": 3},
+            "--no-new-cluster and --required-contact-points 3 clash with the default "
+            "--fallback-port 8558: rule; give --fallback-port as well",
+        ),
+    ],
+)
+def test_a_settings_error_is_told_in_flags(
+    fields: tuple[str, ...], given: dict[str, object], message: str
+) -> None:
+    """The fields of a UsageError become flags: those given with their values, then defaults."""
+    error = UsageError("rule", fields=fields)
+    assert _in_flag_terms(error, given, settings_flags()) == message
+
+
+def test_node_and_simulate_offer_the_same_settings_flags() -> None:
+    """One derivation: both commands have every settings flag, with the same help and checks."""
+    _, subparsers = build_parser()
+
+    def settings_actions(command: str) -> dict[str, tuple[str | None, str | None]]:
+        return {
+            action.option_strings[0]: (action.help, str(action.metavar))
+            for action in subparsers[command]._actions
+            if action.dest in attrs.fields_dict(Settings)
+        }
+
+    node_flags = settings_actions("node")
+    assert node_flags == settings_actions("simulate")
+    assert sorted(node_flags) == sorted(settings_flags().values())
+    assert len(node_flags) == len(attrs.fields(Settings))
 
 
 def test_decision_environment() -> None:

@@ -77,6 +77,37 @@ def test_kubernetes_flags_build_a_kubernetes_backend() -> None:
     assert discovery.port_name == "management"
 
 
+def test_backends_are_held_to_the_nodes_deadline_and_get_its_settings() -> None:
+    """A lone backend has no timeout of its own; Kubernetes keeps its connection per settings."""
+    node_parser, args = parse(["--discovery=kubernetes", *KUBERNETES])
+    settings = Settings(discovery_backoff_max=30.0)
+    discovery = discovery_from_args(node_parser, args, settings)
+    assert isinstance(discovery, KubernetesDiscovery)
+    assert discovery._timeout is None
+    assert discovery.keepalive_expiry == 33.0
+    dns = build(["--discovery=dns", "--service-name=svc.shop", "--dns-server=127.0.0.1"])
+    assert isinstance(dns, DnsDiscovery)
+    assert dns._timeout is None
+
+
+def test_aggregated_backends_share_the_nodes_deadline() -> None:
+    """In an aggregate each backend gets an equal share, so a hung one leaves time for the next."""
+    discovery = build(
+        [
+            "--discovery=aggregate",
+            "--aggregate=kubernetes,dns",
+            "--service-name=svc.shop",
+            "--dns-server=127.0.0.1",
+            *KUBERNETES,
+        ]
+    )
+    assert isinstance(discovery, AggregateDiscovery)
+    kubernetes, dns = discovery.backends
+    assert isinstance(kubernetes, KubernetesDiscovery)
+    assert isinstance(dns, DnsDiscovery)
+    assert kubernetes._timeout == dns._timeout == Settings().discovery_timeout / 2
+
+
 def test_aggregate_keeps_the_order_given() -> None:
     """--aggregate kubernetes,dns tries the API first, then DNS."""
     discovery = build(

@@ -24,7 +24,6 @@ from ..discovery import (
 __all__ = ["BACKENDS", "add_discovery_arguments", "discovery_from_args"]
 
 BACKENDS = ("static", "dns", "kubernetes", "aggregate")
-_BACKEND_SHARE_OF_TIMEOUT = 0.8
 
 
 def _contact_points(text: str) -> list[ContactPoint]:
@@ -108,14 +107,15 @@ def discovery_from_args(
 ) -> Discovery:
     """The backend the flags ask for; exits 2 (``parser.error``) naming a missing flag."""
     names = args.aggregate if args.discovery == "aggregate" and args.aggregate else [args.discovery]
-    # The node cancels a lookup after discovery_timeout and reports only "lookup timed out".
-    # Each backend's own timeout ends first, so its error (which says what to check) is what
-    # the user sees; in an aggregate, a hung first backend leaves time for the next.
-    timeout = settings.discovery_timeout * _BACKEND_SHARE_OF_TIMEOUT / len(names)
+    # A backend needs no timeout of its own: it ends just before the node's deadline
+    # (discovery_timeout) with an error that says what to check (bootstrap.discovery.deadline).
+    # Only in an aggregate does each get an equal share, so a hung first backend leaves time
+    # for the next.
+    timeout = settings.discovery_timeout / len(names) if len(names) > 1 else None
     builders: dict[str, Callable[[], Discovery]] = {
         "static": lambda: _static(parser, args),
         "dns": lambda: _dns(parser, args, timeout),
-        "kubernetes": lambda: _kubernetes(parser, args, timeout),
+        "kubernetes": lambda: _kubernetes(parser, args, settings, timeout),
     }
     try:
         if args.discovery != "aggregate":
@@ -133,7 +133,9 @@ def _static(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Discov
     return StaticDiscovery(args.contact_points)
 
 
-def _dns(parser: argparse.ArgumentParser, args: argparse.Namespace, timeout: float) -> Discovery:
+def _dns(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, timeout: float | None
+) -> Discovery:
     if not args.service_name:
         parser.error("argument --service-name: dns discovery needs the name to look up")
     return DnsDiscovery(
@@ -146,7 +148,10 @@ def _dns(parser: argparse.ArgumentParser, args: argparse.Namespace, timeout: flo
 
 
 def _kubernetes(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, timeout: float
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    settings: Settings,
+    timeout: float | None,
 ) -> Discovery:
     if not args.pod_label_selector:
         parser.error(
@@ -159,4 +164,5 @@ def _kubernetes(
         port_name=args.pod_port_name,
         api_url=args.kubernetes_api,
         timeout=timeout,
+        settings=settings,
     )

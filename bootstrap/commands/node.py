@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO")
     add_discovery_arguments(parser)
     add_security_arguments(parser)
-    parser.set_defaults(settings_flags=add_settings_arguments(parser), parser=parser)
+    add_settings_arguments(parser)
+    parser.set_defaults(parser=parser)
 
 
 def decision_environment(decision: Decision) -> dict[str, str]:
@@ -79,7 +80,7 @@ def decision_environment(decision: Decision) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
-    settings = settings_from_args(parser, args, args.settings_flags)
+    settings = settings_from_args(parser, args)
     contact_point = args.contact_point or _contact_point_from_pod(parser, settings)
     discovery = discovery_from_args(parser, args, settings)
     configure_logging(level=args.log_level, json_format=args.log_format == "json")

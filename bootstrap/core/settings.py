@@ -9,7 +9,7 @@ are derived from the probe settings, so they stay right for any interval.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -25,21 +25,34 @@ _SERVER_KEEPALIVE_MARGIN = 3.0
 
 def _duration(instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{attribute.name} must be a number of seconds, got {value!r}")
+        raise UsageError(
+            f"{attribute.name} must be a number of seconds, got {value!r}",
+            fields=(attribute.name,),
+        )
     if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{attribute.name} must be a finite number of seconds > 0, got {value!r}")
+        raise UsageError(
+            f"{attribute.name} must be a finite number of seconds > 0, got {value!r}",
+            fields=(attribute.name,),
+        )
 
 
 def _jitter(instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
+        raise UsageError(
+            f"{attribute.name} must be a number in [0, 1), got {value!r}",
+            fields=(attribute.name,),
+        )
     if not 0 <= value < 1:
-        raise UsageError(f"{attribute.name} must be in [0, 1), got {value!r}")
+        raise UsageError(
+            f"{attribute.name} must be in [0, 1), got {value!r}", fields=(attribute.name,)
+        )
 
 
 def _count(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+        raise UsageError(
+            f"{attribute.name} must be an integer >= 1, got {value!r}", fields=(attribute.name,)
+        )
 
 
 def _optional_count(
@@ -51,12 +64,30 @@ def _optional_count(
 
 def _flag(instance: Any, attribute: attrs.Attribute[bool], value: bool) -> None:
     if not isinstance(value, bool):
-        raise UsageError(f"{attribute.name} must be True or False, got {value!r}")
+        raise UsageError(
+            f"{attribute.name} must be True or False, got {value!r}", fields=(attribute.name,)
+        )
 
 
 def _port(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise UsageError(f"{attribute.name} must be a port number in 1..65535, got {value!r}")
+        raise UsageError(
+            f"{attribute.name} must be a port number in 1..65535, got {value!r}",
+            fields=(attribute.name,),
+        )
+
+
+#: The two formation rules (DESIGN section 8).
+Formation = Literal["promise", "lowest-address"]
+FORMATIONS: tuple[Formation, ...] = ("promise", "lowest-address")
+
+
+def _formation(instance: Any, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in FORMATIONS:
+        raise UsageError(
+            f"{attribute.name} must be one of {', '.join(map(repr, FORMATIONS))}, got {value!r}",
+            fields=(attribute.name,),
+        )
 
 
 def _field(default: Any, validator: Any, help: str) -> Any:
@@ -111,18 +142,27 @@ class Settings:
     max_seed_nodes: int = _field(
         5, _count, "seed nodes handed to a join, and advertised by the endpoint"
     )
+    # (ruff cannot tell that a Literal of strings is immutable, as the other fields' types are)
+    formation: Formation = _field(  # noqa: RUF009
+        "promise",
+        _formation,
+        "how a new cluster is formed: 'promise' (the lowest contact point forms only once its "
+        "peers promised it; never two clusters) or 'lowest-address' (the anchor's rule, for "
+        "peers that cannot promise, such as Akka nodes)",
+    )
 
     def __attrs_post_init__(self) -> None:
-        if self.discovery_backoff_max < self.discovery_interval:
-            raise UsageError(
-                f"discovery_backoff_max ({self.discovery_backoff_max}) must be >= "
-                f"discovery_interval ({self.discovery_interval})"
-            )
-        if self.probe_backoff_max < self.probe_interval:
-            raise UsageError(
-                f"probe_backoff_max ({self.probe_backoff_max}) must be >= "
-                f"probe_interval ({self.probe_interval})"
-            )
+        # Each backoff cap must be at least the pace it caps. ``fields`` names both (the cap
+        # first), so that a front end can say which it was given and which were defaults.
+        for cap, base in (
+            ("discovery_backoff_max", "discovery_interval"),
+            ("probe_backoff_max", "probe_interval"),
+        ):
+            if getattr(self, cap) < getattr(self, base):
+                raise UsageError(
+                    f"{cap} ({getattr(self, cap)}) must be >= {base} ({getattr(self, base)})",
+                    fields=(cap, base),
+                )
 
     @property
     def observation_ttl(self) -> float:
@@ -187,6 +227,18 @@ class Settings:
         watched again in the same process.
         """
         return 10 * self.longest_probe_period
+
+    @property
+    def promise_hold(self) -> float:
+        """How long a promise to a candidate outlives the candidate's absence (DESIGN section 8).
+
+        A promise is released on evidence only, with one exception: a candidate that has left
+        discovery and not answered for this long is presumed crashed, or its promisers would
+        wait for it forever. Three of the longest probe periods: several probes have failed by
+        then, at any setting. It is the one place where liveness wins over safety: a founder
+        that formed and then vanished for this long may see its promisers form again.
+        """
+        return 3 * self.longest_probe_period
 
     @classmethod
     def help(cls) -> dict[str, str]:

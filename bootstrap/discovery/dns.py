@@ -22,6 +22,13 @@ true`` -- and a pod cannot become ready before it joins a cluster. So that retur
 points (the node keeps looking) and logs one warning saying what to check, not an error.
 A DNS server that fails (SERVFAIL, REFUSED, no answer, unreachable) raises
 :class:`DiscoveryError` naming the server, the query and what went wrong.
+
+A lookup is held to the caller's deadline (the node's ``discovery_timeout``) by the rule of
+:mod:`bootstrap.discovery.deadline`, and gives up just before it with that error.
+
+Only dnspython's public API is used, so any dnspython 2.x from 2.6 on works; see
+:class:`_ConnectedUdpBackend` for the one hook we rely on, and the tests that fail loudly if it
+changes.
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
-import dns._trio_backend
+import dns.asyncbackend
 import dns.asyncresolver
 import dns.exception
 import dns.message
@@ -50,6 +57,15 @@ import trio
 from ..core.contact_point import ContactPoint
 from ..core.errors import UsageError
 from .base import DiscoveryError
+from .deadline import lookup_budget
+
+if TYPE_CHECKING:
+    # The same class: dnspython re-exports it from its private module without marking the
+    # re-export, so mypy --strict knows it only by that name. At run time the public name is
+    # used.
+    from dns._asyncbackend import Backend as _Backend
+else:
+    _Backend = dns.asyncbackend.Backend
 
 __all__ = ["DnsDiscovery"]
 
@@ -66,17 +82,46 @@ _CHECK = (
 )
 
 
-class _ConnectedUdpBackend(dns._trio_backend.Backend):
+class _ConnectedUdpBackend(_Backend):
     """dnspython's trio backend, with connected UDP sockets.
 
     Only a connected UDP socket is told of the ICMP "port unreachable" a host returns when
     nothing listens on the port (as ConnectionRefusedError); with an unconnected one a wrong
     port in ``nameservers`` would look like a silent server and be reported only after the whole
     timeout, as "no answer".
+
+    Built on dnspython's public API only: the backend interface ``dns.asyncbackend.Backend``,
+    whose ``datagram_connection_required()`` ``dns.asyncquery.udp`` asks before it makes a
+    socket, and the trio backend from ``get_backend("trio")``, to which every other method
+    delegates. (Subclassing the trio backend's class would import the private
+    ``dns._trio_backend``, which dnspython may change in any release.) Two tests fail loudly if
+    the interface changes: one checks that every method of the interface is delegated here, and
+    ``test_a_port_nothing_listens_on_fails_at_once`` that the hook still connects the socket.
     """
+
+    def __init__(self) -> None:
+        self._trio = dns.asyncbackend.get_backend("trio")
+
+    def name(self) -> str:
+        return self._trio.name()
 
     def datagram_connection_required(self) -> bool:
         return True
+
+    # dnspython leaves these untyped; they only pass arguments through, in its signatures
+    # (wait_for's ``timeout`` among them: the interface's, not a trio-style API of ours).
+
+    async def make_socket(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._trio.make_socket(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def sleep(self, interval: float) -> None:
+        await self._trio.sleep(interval)  # type: ignore[no-untyped-call]
+
+    def get_transport_class(self) -> Any:
+        return self._trio.get_transport_class()  # type: ignore[no-untyped-call]
+
+    async def wait_for(self, awaitable: Any, timeout: float | None) -> Any:  # noqa: ASYNC109
+        return await self._trio.wait_for(awaitable, timeout)  # type: ignore[no-untyped-call]
 
 
 _BACKEND = _ConnectedUdpBackend()
@@ -99,7 +144,8 @@ class _Reply:
 class _Round:
     """What one lookup (which may send several queries concurrently) has learnt so far."""
 
-    deadline: float
+    deadline: float  # when to stop waiting: just before the lookup's deadline
+    seconds: float  # the lookup's time in all, for messages (inf: dnspython's own lifetime)
     ttls: list[float] = attrs.field(factory=list)
     # A "no records" answer without an SOA has no negative TTL: it must not be cached.
     negative_without_soa: bool = False
@@ -189,8 +235,12 @@ class DnsDiscovery:
     records of ``_management._tcp.{name}``, with the SRV record's port.
 
     ``nameservers`` (``"IP"``, ``"IP:PORT"``, ``"[IPv6]:PORT"``) are asked instead of those of
-    /etc/resolv.conf; then ``name`` is taken as fully qualified (no search list). ``timeout`` is
-    how long one lookup may take in all (the node passes its ``discovery_timeout``).
+    /etc/resolv.conf; then ``name`` is taken as fully qualified (no search list).
+
+    A lookup ends a moment before the caller's deadline (the node's ``discovery_timeout``) with
+    an error that names the servers; ``timeout``, if given, bounds it further (a caller without
+    a deadline, or one backend of several sharing it). Without either, dnspython's resolver
+    lifetime bounds it.
     """
 
     def __init__(
@@ -201,7 +251,7 @@ class DnsDiscovery:
         protocol: str = "tcp",
         nameservers: Sequence[str] = (),
         port: int | None = None,
-        timeout: float = 3.0,
+        timeout: float | None = None,
     ) -> None:
         self._qname = self._check_name(name)
         self._name = _text(self._qname)
@@ -225,7 +275,7 @@ class DnsDiscovery:
             isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535
         ):
             raise UsageError(f"DNS discovery: port must be an integer in 1..65535, got {port!r}")
-        if (
+        if timeout is not None and (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
             or not 0 < timeout < math.inf
@@ -238,7 +288,7 @@ class DnsDiscovery:
             )
         self._port_name = port_name
         self._port = port
-        self._timeout = float(timeout)
+        self._timeout = None if timeout is None else float(timeout)
         self._resolver = self._make_resolver([_parse_nameserver(text) for text in nameservers])
         # With nameservers of its own, the name is absolute; with the system's, the search list
         # of /etc/resolv.conf applies as for any other program (a bare "my-service" works).
@@ -314,10 +364,10 @@ class DnsDiscovery:
         if self._cache is not None and now < self._cache.expires_at:
             return list(self._cache.contact_points)
         self._cache = None
-        # Give up a little before ``timeout``: the node cancels the lookup at its
-        # discovery_timeout, counted from just before we started, and our error (which server,
-        # which query) says more than its "lookup timed out".
-        round_ = _Round(deadline=now + self._timeout - min(0.1, self._timeout / 10))
+        # Give up a little before the deadline: our error (which server, which query) says more
+        # than the node's "lookup timed out".
+        budget = lookup_budget(self._timeout)
+        round_ = _Round(deadline=budget.give_up_at, seconds=budget.seconds)
         points: set[ContactPoint] = set()
         with trio.move_on_at(round_.deadline) as scope:
             if self._srv_qname is not None:
@@ -329,7 +379,7 @@ class DnsDiscovery:
             # query been in flight (the deadline fell between two), blame the lookup as a whole.
             whole = (self.query_name, "A/AAAA" if self._srv_qname is None else "SRV")
             for name, rdtype in sorted(round_.in_flight) or [whole]:
-                round_.failures.append((name, rdtype, self._no_answer([])))
+                round_.failures.append((name, rdtype, self._no_answer(round_, [])))
         if round_.failures:
             self._last_warnings = ()  # an outcome of its own: a later warning is news again
             raise DiscoveryError(_failure_message(round_.failures))
@@ -454,7 +504,8 @@ class DnsDiscovery:
                 qname,
                 rdtype,
                 raise_on_no_answer=False,
-                lifetime=remaining,
+                # No deadline at all: the resolver's own lifetime (None) bounds the query.
+                lifetime=remaining if math.isfinite(remaining) else None,
                 search=search,
                 backend=_BACKEND,
             )
@@ -463,7 +514,8 @@ class DnsDiscovery:
             round_.note_negative(list(responses.values()))
             reply = _Reply(rrset=None, response=None, nxdomain=True)
         except dns.resolver.LifetimeTimeout as error:
-            round_.failures.append((*label, self._no_answer(error.kwargs.get("errors", []))))
+            errors = error.kwargs.get("errors", [])
+            round_.failures.append((*label, self._no_answer(round_, errors)))
             reply = None
         except dns.resolver.NoNameservers as error:
             round_.failures.append((*label, self._describe(error.kwargs.get("errors", []))))
@@ -495,11 +547,12 @@ class DnsDiscovery:
     def _servers_text(self) -> str:
         return ", ".join(self.nameservers)
 
-    def _no_answer(self, errors: list[Any]) -> str:
+    def _no_answer(self, round_: _Round, errors: list[Any]) -> str:
         servers = self.nameservers
         plural = "s" if len(servers) > 1 else ""
+        seconds = round_.seconds if math.isfinite(round_.seconds) else self._resolver.lifetime
         reason = (
-            f"no answer within {self._timeout:g} s from DNS server{plural} {', '.join(servers)} "
+            f"no answer within {seconds:.3g} s from DNS server{plural} {', '.join(servers)} "
             "(is a DNS server listening there, and reachable?)"
         )
         # Servers that did answer, but uselessly, are worth naming too.

@@ -24,11 +24,14 @@ Rules, and why:
   service-account tokens are rotated by the kubelet (by swapping a symlink) and expire; a token
   read once at start would be rejected after about an hour. Unchanged, it is not re-read.
 * **One connection for the process's life.** A single ``httpx.AsyncClient`` with a
-  one-connection pool is kept across lookups, with a keep-alive longer than the longest gap
-  between lookups: a connection per lookup is exactly the churn this project exists to avoid.
+  one-connection pool is kept across lookups, with a keep-alive derived from the node's
+  discovery settings to outlast the longest gap between lookups (:func:`_keepalive_expiry`): a
+  connection per lookup is exactly the churn this project exists to avoid.
 * **Bounded.** The body is read with a size limit while it arrives (never buffered first), and
-  each lookup is bounded by a trio cancel scope of ``timeout`` (httpx's own timeouts are off, so
-  exactly one clock decides). Every failure is a :class:`DiscoveryError` that says what to fix.
+  each lookup is held to the caller's deadline (the node's ``discovery_timeout``), giving up
+  just before it with an error of its own, by the rule of :mod:`bootstrap.discovery.deadline`
+  (httpx's own timeouts are off, so exactly one clock decides). Every failure is a
+  :class:`DiscoveryError` that says what to fix.
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ import trio
 from .._version import __version__
 from ..core.contact_point import ContactPoint
 from ..core.errors import UsageError
+from ..core.settings import Settings
 from ..error_chain import causes as error_causes
 from .base import DiscoveryError
+from .deadline import lookup_budget
 
 __all__ = [
     "DEFAULT_CA_FILE",
@@ -74,11 +79,12 @@ DEFAULT_NAMESPACE_FILE: Final = f"{_SERVICE_ACCOUNT_DIR}/namespace"
 #: The largest pod list accepted (bytes, after any decompression).
 MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 
-# The kept connection must survive the longest gap between two lookups (discovery_backoff_max,
-# 15 s by default, plus jitter and the lookup itself) yet close before the API server's own idle
-# timeout (90 s in kube-apiserver), so that we, not the server, close it, and a request never
-# races the server's close.
-_KEEPALIVE_EXPIRY: Final = 60.0
+# Seconds the kept connection may outlast the longest gap between lookups: scheduling latency
+# between "the lookup fell due" and "the request reached the pool".
+_KEEPALIVE_SLACK: Final = 3.0
+# kube-apiserver closes a connection idle for 90 s; ours closes well before, so that we, not
+# the server, close it, and a request never races the server's close.
+_KEEPALIVE_LIMIT: Final = 60.0
 # Error bodies are quoted in messages only this far.
 _EXCERPT_CHARS: Final = 200
 
@@ -251,6 +257,22 @@ class _PodProblem(Exception):
     """A pod entry we skip, and the warning that says why."""
 
 
+def _keepalive_expiry(settings: Settings) -> float:
+    """How long the kept connection to the API server may sit idle, for these settings.
+
+    The next lookup starts at most ``max(discovery_backoff_max, discovery_interval * (1 +
+    discovery_jitter))`` after the last one ended (the backoff is capped there, jitter
+    included), so the connection outlives that by a slack. It never outlives 60 s, well inside
+    kube-apiserver's 90 s: were lookups further apart than that, the connection would close in
+    between, a reconnect a minute at most, which is no churn.
+    """
+    longest_gap = max(
+        settings.discovery_backoff_max,
+        settings.discovery_interval * (1 + settings.discovery_jitter),
+    )
+    return min(longest_gap + _KEEPALIVE_SLACK, _KEEPALIVE_LIMIT)
+
+
 # --- the backend --------------------------------------------------------------------------------
 
 
@@ -261,6 +283,11 @@ class KubernetesDiscovery:
     ``environ``, the namespace, token and CA from the mounted service account. ``api_url`` may be
     ``http://`` (``kubectl proxy``, which needs no token: a missing token file sends none).
     ``http_transport`` replaces the network (tests; closing this closes it too).
+
+    ``settings`` are the node's (default: ``Settings()``); the kept connection's keep-alive is
+    derived from their discovery pacing. A lookup ends just before the caller's deadline (the
+    node's ``discovery_timeout``) with an error naming the API server; ``timeout``, if given,
+    bounds it further (a caller without a deadline, or one backend of several sharing it).
 
     Keep one instance for the process and close it (``aclose()`` or ``async with``): it holds the
     connection to the API server. Raises :class:`UsageError` at construction for a missing or
@@ -278,11 +305,12 @@ class KubernetesDiscovery:
         ca_file: str | Path = DEFAULT_CA_FILE,
         namespace_file: str | Path = DEFAULT_NAMESPACE_FILE,
         environ: Mapping[str, str] | None = None,
-        timeout: float = 3.0,
+        timeout: float | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        settings: Settings | None = None,
     ) -> None:
-        if (
+        if timeout is not None and (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
             or not (timeout > 0 and math.isfinite(timeout))
@@ -302,7 +330,10 @@ class KubernetesDiscovery:
         self._namespace = _namespace(namespace, Path(namespace_file))
         self._token_file = Path(token_file)
         self._ca_file = Path(ca_file)
-        self._timeout = float(timeout)
+        self._timeout = None if timeout is None else float(timeout)
+        if settings is not None and not isinstance(settings, Settings):
+            raise UsageError(f"settings must be a bootstrap.Settings, got {settings!r}")
+        self._keepalive_expiry = _keepalive_expiry(Settings() if settings is None else settings)
         self._max_response_bytes = max_response_bytes
         self._pods_url = f"{self._api_url}/api/v1/namespaces/{self._namespace}/pods"
         # httpx encodes the selector (",", "=", "!", "/", spaces) as a query value.
@@ -340,6 +371,11 @@ class KubernetesDiscovery:
     def port_name(self) -> str | None:
         return self._port_name
 
+    @property
+    def keepalive_expiry(self) -> float:
+        """Seconds the connection to the API server is kept while idle (see the module)."""
+        return self._keepalive_expiry
+
     # --- life cycle -------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -375,7 +411,7 @@ class KubernetesDiscovery:
                     limits=httpx.Limits(
                         max_connections=1,
                         max_keepalive_connections=1,
-                        keepalive_expiry=_KEEPALIVE_EXPIRY,
+                        keepalive_expiry=self._keepalive_expiry,
                     ),
                 )
             # Created at the first lookup, not in __init__: construction happens in
@@ -407,7 +443,8 @@ class KubernetesDiscovery:
         status = 0
         body: bytes | None = None
         location: str | None = None
-        with trio.move_on_after(self._timeout) as scope:
+        budget = lookup_budget(self._timeout)
+        with trio.move_on_at(budget.give_up_at) as scope:
             try:
                 async with client.stream(
                     "GET", self._pods_url, params=self._params, headers=headers
@@ -420,7 +457,7 @@ class KubernetesDiscovery:
                 raise DiscoveryError(self._describe(error)) from error
         if scope.cancelled_caught:
             raise DiscoveryError(
-                f"no answer from the API server at {self._api_url} within {self._timeout:g} s: "
+                f"no answer from the API server at {self._api_url} within {budget.seconds:.3g} s: "
                 "is it reachable from here (a NetworkPolicy may block egress to it)?"
             )
         if status != 200:

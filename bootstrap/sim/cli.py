@@ -2,6 +2,10 @@
 
 The main CLI wires this in with :func:`add_arguments` and :func:`run`. Exit status: 0 when the
 run found no violation, 1 when it did, 2 for a bad flag value (the message names the flag).
+
+The machine's settings are the ``node`` command's settings flags, from the one derivation in
+:mod:`bootstrap.commands.options`: same names, help, checks and error messages; a flag not given
+is the setting's default, and a clash exits 2 instead of changing a flag the user did not give.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import TextIO
 
 import attrs
 
+from bootstrap.commands.options import add_settings_arguments, build_settings
 from bootstrap.core.errors import UsageError
-from bootstrap.core.settings import Settings
 
 from .report import SimulationReport, format_report
 from .scenario import Latency, Scenario
@@ -43,13 +47,6 @@ def _probability(text: str) -> float:
     value = _number(0.0, inclusive=True)(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a probability in [0, 1)")
-    return value
-
-
-def _jitter(text: str) -> float:
-    value = _number(0.0, inclusive=True)(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
     return value
 
 
@@ -86,14 +83,7 @@ def _latency(text: str) -> tuple[float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``simulate`` flags to ``parser``."""
-    defaults = Settings()
-    help_of = Settings.help()
-
-    def setting_help(name: str) -> str:
-        default = getattr(defaults, name)
-        return help_of[name] if default is None else f"{help_of[name]} (default {default:g})"
-
+    """Add the ``simulate`` flags to ``parser``: the scenario's, then the settings flags."""
     add = parser.add_argument
     add("--nodes", type=_count, default=10, help="number of nodes (default 10)")
     add(
@@ -169,82 +159,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--max-rows", type=_count, default=20, help="per-node rows to print (default 20)")
     add("--json", action="store_true", help="print the report as JSON instead of a table")
-    # The machine's settings, described by the Settings table itself (no duplicated help).
-    add(
-        "--probe-interval",
-        type=_number(0.0, inclusive=False),
-        default=defaults.probe_interval,
-        metavar="S",
-        help=setting_help("probe_interval"),
-    )
-    add(
-        "--probe-jitter",
-        type=_jitter,
-        default=defaults.probe_jitter,
-        metavar="J",
-        help=setting_help("probe_jitter"),
-    )
-    add(
-        "--probe-timeout",
-        type=_number(0.0, inclusive=False),
-        default=defaults.probe_timeout,
-        metavar="S",
-        help=setting_help("probe_timeout"),
-    )
-    add(
-        "--stable-margin",
-        type=_number(0.0, inclusive=False),
-        default=defaults.stable_margin,
-        metavar="S",
-        help=setting_help("stable_margin"),
-    )
-    add(
-        "--discovery-interval",
-        type=_number(0.0, inclusive=False),
-        default=defaults.discovery_interval,
-        metavar="S",
-        help=setting_help("discovery_interval"),
-    )
-    add(
-        "--required-contact-points",
-        type=_count,
-        default=defaults.required_contact_points,
-        metavar="N",
-        help=setting_help("required_contact_points"),
-    )
-    add(
-        "--expected-contact-points",
-        type=_count,
-        default=None,
-        metavar="N",
-        help=setting_help("expected_contact_points"),
-    )
-    add(
-        "--no-contact-with-all-contact-points",
-        dest="contact_with_all_contact_points",
-        action="store_false",
-        help="form once required_contact_points answered, "
-        "without waiting for every discovered contact point",
-    )
+    add_settings_arguments(parser)
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     """Build the scenario the flags describe (raises ``UsageError`` on inconsistent values)."""
-    probe_interval: float = args.probe_interval
-    discovery_interval: float = args.discovery_interval
-    settings = Settings(
-        probe_interval=probe_interval,
-        probe_jitter=args.probe_jitter,
-        probe_timeout=args.probe_timeout,
-        # Keep the backoff caps valid for long intervals instead of rejecting the flag.
-        probe_backoff_max=max(Settings().probe_backoff_max, probe_interval),
-        discovery_interval=discovery_interval,
-        discovery_backoff_max=max(Settings().discovery_backoff_max, discovery_interval),
-        stable_margin=args.stable_margin,
-        required_contact_points=args.required_contact_points,
-        expected_contact_points=args.expected_contact_points,
-        contact_with_all_contact_points=args.contact_with_all_contact_points,
-    )
+    settings = build_settings(args)
     latency = Latency()
     if args.latency_ms is not None:
         low, high = args.latency_ms

@@ -29,11 +29,13 @@ DEFAULTS_OF_RECORD = {
     "fallback_port": 8558,
     "filter_on_fallback_port": True,
     "max_seed_nodes": 5,
+    # DESIGN section 8 (API of record): the founding round by default.
+    "formation": "promise",
 }
 
 
 def test_defaults_of_record() -> None:
-    """Every field and default of DESIGN section 3, and nothing else."""
+    """Every field and default of DESIGN sections 3 and 8, and nothing else."""
     assert attrs.asdict(Settings()) == DEFAULTS_OF_RECORD
 
 
@@ -87,6 +89,53 @@ def test_backoff_caps_must_not_be_below_their_intervals() -> None:
     with pytest.raises(UsageError, match="probe_backoff_max"):
         Settings(probe_interval=20.0)
     Settings(probe_interval=20.0, probe_backoff_max=20.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stable_margin", 0),
+        ("discovery_timeout", "3"),
+        ("probe_jitter", 1.0),
+        ("discovery_jitter", "0.1"),
+        ("required_contact_points", 0),
+        ("expected_contact_points", 0),
+        ("new_cluster_enabled", 1),
+        ("fallback_port", 0),
+    ],
+)
+def test_a_bad_value_names_its_field_in_fields(field: str, value: object) -> None:
+    """Every validator's UsageError carries the field it is about, for a front end to name."""
+    with pytest.raises(UsageError) as raised:
+        Settings(**{field: value})  # type: ignore[arg-type]
+    assert raised.value.fields == (field,)
+
+
+@pytest.mark.parametrize(
+    ("values", "fields"),
+    [
+        ({"discovery_interval": 20.0}, ("discovery_backoff_max", "discovery_interval")),
+        ({"probe_interval": 20.0}, ("probe_backoff_max", "probe_interval")),
+        ({"probe_backoff_max": 0.5}, ("probe_backoff_max", "probe_interval")),
+    ],
+)
+def test_values_that_clash_name_every_field_involved(
+    values: dict[str, float], fields: tuple[str, ...]
+) -> None:
+    """A cross-field check names both fields, the cap first."""
+    with pytest.raises(UsageError) as raised:
+        Settings(**values)  # type: ignore[arg-type]
+    assert raised.value.fields == fields
+
+
+def test_usage_error_is_still_built_from_a_message_alone() -> None:
+    """UsageError(message) is API of record: fields is empty then, and it is a ValueError."""
+    error = UsageError("say what to change")
+    assert str(error) == "say what to change"
+    assert error.args == ("say what to change",)
+    assert error.fields == ()
+    assert isinstance(error, ValueError)
+    assert UsageError("m", fields=["a", "b"]).fields == ("a", "b")
 
 
 def test_observation_ttl_is_derived_from_the_probe_settings() -> None:

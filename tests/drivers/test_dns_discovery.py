@@ -16,6 +16,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+import dns.asyncbackend
 import dns.message
 import dns.name
 import dns.rcode
@@ -27,6 +28,7 @@ import trio.testing
 
 from bootstrap import ContactPoint, UsageError
 from bootstrap.discovery import Discovery, DiscoveryError, DnsDiscovery
+from bootstrap.discovery.dns import _ConnectedUdpBackend
 from tests.dnsmasq import Dnsmasq
 
 C = ContactPoint
@@ -512,6 +514,54 @@ def test_a_port_nothing_listens_on_fails_at_once() -> None:
         )
 
     run(test)
+
+
+@pytest.mark.parametrize(
+    ("callers_deadline", "timeout", "gives_up_after", "seconds"),
+    [
+        (3.0, None, 2.9, "3"),  # the node's deadline alone: the rule, no second setting
+        (10.0, 1.0, 0.9, "1"),  # a timeout of its own only shortens the lookup
+        (0.5, 10.0, 0.45, "0.5"),  # and never outlasts the caller's deadline
+    ],
+)
+def test_a_lookup_ends_just_before_the_callers_deadline_with_its_own_error(
+    callers_deadline: float, timeout: float | None, gives_up_after: float, seconds: str
+) -> None:
+    """Under the node's deadline the lookup fails just before it, naming the server."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def test() -> None:
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            await silent.bind(("127.0.0.1", 0))  # receives the queries, never answers
+            address = f"127.0.0.1:{silent.getsockname()[1]}"
+            discovery = DnsDiscovery("svc.zone", nameservers=[address], timeout=timeout)
+            started = trio.current_time()
+            # As the node runs a lookup: under a cancel scope at its discovery_timeout.
+            with trio.move_on_after(callers_deadline) as node_scope:
+                with pytest.raises(DiscoveryError) as raised:
+                    await discovery.lookup()
+            assert not node_scope.cancelled_caught
+            assert str(raised.value) == (
+                f"DNS lookup of svc.zone A/AAAA failed: no answer within {seconds} s from DNS "
+                f"server {address} (is a DNS server listening there, and reachable?)"
+            )
+            assert trio.current_time() - started == pytest.approx(gives_up_after)
+
+    run(test, seconds=20, clock=clock)
+
+
+def test_the_backend_delegates_every_method_of_dnspythons_backend_interface() -> None:
+    """Fails loudly when dnspython's public backend interface gains or renames a method."""
+    interface = {
+        name
+        for name, value in vars(dns.asyncbackend.Backend).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert "datagram_connection_required" in interface  # the hook we depend on
+    assert sorted(interface - set(vars(_ConnectedUdpBackend))) == []
+    backend = _ConnectedUdpBackend()
+    assert backend.datagram_connection_required() is True
+    assert backend.name() == "trio"
 
 
 def test_the_next_server_is_asked_when_one_fails() -> None:

@@ -26,7 +26,7 @@ import pytest
 import trio
 import trustme
 
-from bootstrap import ContactPoint, UsageError
+from bootstrap import ContactPoint, Settings, UsageError
 from bootstrap.discovery import Discovery, DiscoveryError, KubernetesDiscovery
 
 from .kube_api import (
@@ -681,6 +681,52 @@ def test_no_answer_within_the_timeout_is_an_error(tmp_path: Path) -> None:
     )
 
 
+def test_a_lookup_ends_just_before_the_callers_deadline(tmp_path: Path) -> None:
+    """Without a timeout of its own, the node's deadline bounds the lookup; our error wins."""
+    api = KubeApi([pod("svc-1", "10.0.0.1")])
+    api.delay = 60.0
+
+    async def test() -> tuple[str, bool, float]:
+        async with kube(api, tmp_path, timeout=None) as (_, discovery):
+            started = trio.current_time()
+            # As the node runs a lookup: under a cancel scope at its discovery_timeout.
+            with trio.move_on_after(0.5) as node_scope:
+                with pytest.raises(DiscoveryError) as raised:
+                    await discovery.lookup()
+            return str(raised.value), node_scope.cancelled_caught, trio.current_time() - started
+
+    message, cancelled_by_the_node, took = run(test)
+    assert not cancelled_by_the_node
+    assert message.endswith(
+        "within 0.5 s: is it reachable from here (a NetworkPolicy may block egress to it)?"
+    )
+    assert 0.4 <= took < 0.5
+
+
+@pytest.mark.parametrize(
+    ("settings", "expiry"),
+    [
+        (Settings(), 18.0),  # the 15 s backoff cap, plus the slack
+        (Settings(discovery_backoff_max=30.0), 33.0),
+        (Settings(discovery_interval=20.0, discovery_jitter=0.5, discovery_backoff_max=25.0), 33.0),
+        (Settings(discovery_backoff_max=300.0), 60.0),  # never near kube-apiserver's 90 s
+    ],
+)
+def test_the_keep_alive_outlasts_the_longest_gap_between_lookups(
+    tmp_path: Path, settings: Settings, expiry: float
+) -> None:
+    """The kept connection's keep-alive is derived from the discovery settings it is given."""
+    discovery = KubernetesDiscovery(
+        label_selector=SELECTOR,
+        namespace="default",
+        api_url="http://127.0.0.1:8001",
+        token_file=tmp_path / "absent-token",
+        environ={},
+        settings=settings,
+    )
+    assert discovery.keepalive_expiry == pytest.approx(expiry)
+
+
 def test_connection_refused_is_an_error(tmp_path: Path) -> None:
     """Nothing listens at the URL: 'connection refused', naming the URL."""
     port = closed_port()
@@ -950,6 +996,7 @@ def test_a_ca_file_that_is_not_a_certificate_is_a_usage_error(tmp_path: Path) ->
         ({"timeout": 0}, r"timeout must be a number of seconds > 0"),
         ({"timeout": float("inf")}, r"timeout must be a number of seconds > 0"),
         ({"max_response_bytes": 0}, r"max_response_bytes must be an integer >= 1"),
+        ({"settings": {"discovery_interval": 1}}, r"settings must be a bootstrap.Settings"),
     ],
 )
 def test_bad_settings_are_usage_errors(options: dict[str, Any], match: str) -> None:

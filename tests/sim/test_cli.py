@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from bootstrap import Settings
 from bootstrap.sim import cli
 
 
@@ -71,6 +72,8 @@ def test_json_output_is_the_whole_report() -> None:
         (["--stop", "3"], "--stop"),
         (["--latency-ms", "5:1"], "--latency-ms"),
         (["--transport", "udp"], "--transport"),
+        (["--probe-jitter", "1"], "argument --probe-jitter: probe_jitter must be in [0, 1)"),
+        (["--fallback-port", "0"], "argument --fallback-port: fallback_port must be a port"),
     ],
 )
 def test_bad_flag_values_exit_2_naming_the_flag(
@@ -93,3 +96,32 @@ def test_main_runs_standalone(capsys: pytest.CaptureFixture[str]) -> None:
     """``python -m bootstrap.sim.cli`` parses argv and returns the exit status."""
     assert cli.main(["--nodes", "2", "--probe-interval", "10"]) == 0
     assert "clusters formed: 1" in capsys.readouterr().out
+
+
+def test_a_setting_that_clashes_with_a_default_exits_2_naming_both_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--probe-interval 20 alone is refused as by ``node``, not run with a raised backoff cap."""
+    assert cli.run(parse("--nodes", "2", "--probe-interval", "20")) == 2
+    assert capsys.readouterr().err == (
+        "cluster-bootstrap simulate: error: --probe-interval 20 clashes with the default "
+        "--probe-backoff-max 15: probe_backoff_max (15.0) must be >= probe_interval (20.0); "
+        "give --probe-backoff-max as well\n"
+    )
+
+
+def test_settings_flags_not_given_are_the_settings_defaults() -> None:
+    """The scenario runs exactly the settings given, every other one at its default."""
+    args = parse("--probe-interval", "20", "--probe-backoff-max", "20", "--no-new-cluster")
+    assert cli.scenario_from_args(args).settings == Settings(
+        probe_interval=20.0, probe_backoff_max=20.0, new_cluster_enabled=False
+    )
+    assert cli.scenario_from_args(parse()).settings == Settings()
+
+
+def test_every_setting_is_a_simulate_flag() -> None:
+    """The settings the sim had no flag for before (the backoff caps among them) are flags."""
+    args = parse("--discovery-backoff-max", "30", "--max-seed-nodes", "3", "--fallback-port", "9")
+    assert cli.scenario_from_args(args).settings == Settings(
+        discovery_backoff_max=30.0, max_seed_nodes=3, fallback_port=9
+    )
