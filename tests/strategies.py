@@ -167,6 +167,7 @@ def bootstrap_settings(draw: st.DrawFn, /, **fixed: Any) -> Settings:
         fallback_port=draw(st.sampled_from([8558, 2552])),
         filter_on_fallback_port=draw(st.booleans()),
         max_seed_nodes=draw(st.integers(1, 5)),
+        formation=draw(st.sampled_from(["promise", "lowest-address"])),
     )
     return attrs.evolve(drawn, **fixed)
 

@@ -20,8 +20,10 @@ from .events import (
     Probe,
     ProbeFailed,
     ProbeSucceeded,
+    Promise,
     StopProbing,
 )
+from .founding import Advertisement
 from .machine import BootstrapMachine
 from .settings import Settings
 from .status import ContactPointStatus, Phase, Status
@@ -35,6 +37,7 @@ from .wire import (
 
 __all__ = [
     "Action",
+    "Advertisement",
     "BootstrapMachine",
     "ContactPoint",
     "ContactPointStatus",
@@ -52,6 +55,7 @@ __all__ = [
     "Probe",
     "ProbeFailed",
     "ProbeSucceeded",
+    "Promise",
     "ProtocolError",
     "SeedNodesDocument",
     "Settings",

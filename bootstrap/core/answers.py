@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 import attrs
 
 from .contact_point import ContactPoint
+from .events import Promise
 
 __all__ = ["Answer", "AnswerBook", "SeededAnswer"]
 
@@ -49,6 +50,10 @@ class Answer:
     #: node (same address, same ``self_node``) formed. Nothing to join through, but no second
     #: cluster may be formed while such an answer stands.
     lists_only_self: bool
+    #: The founding-round fields of the answer (DESIGN section 8): the peer's latest round
+    #: (``None``: it cannot promise) and the promise it held.
+    round: int | None = None
+    promise: Promise | None = None
 
     def voided(self) -> Answer:
         """The same observation, counting for nothing (kept for its ``observed_at``)."""

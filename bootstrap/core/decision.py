@@ -17,7 +17,12 @@ In this order (DESIGN section 3):
 4. the discovered set changed less than ``stable_margin`` ago -> wait, unless exactly
    ``expected_contact_points`` are discovered and all of them answered fresh;
 5. ``contact_with_all_contact_points`` and a discovered contact point lacks a fresh answer -> wait;
-6. this node is the lowest contact point with a fresh answer -> ``JoinSelf``; else wait for it.
+6. this node holds a promise to a candidate (``founding.py``) -> wait for that candidate;
+7. this node is not the lowest contact point with a fresh answer -> wait for the lowest;
+8. ``formation="lowest-address"`` -> ``JoinSelf`` (the anchor's rule). Otherwise the founding
+   round of DESIGN section 8: with no round open, ``StartRound`` (one jittered probe period after
+   a withdrawn one); with a round whose promises are all in, ``JoinSelf``; else wait for them.
+   The machine withdraws an open round whenever the verdict is anything but the round's own.
 
 The rules read one frozen :class:`DecisionView` that the machine builds when it evaluates, so
 ``decide`` is a pure function of its argument and a rule can be tested by building a view. A
@@ -27,16 +32,45 @@ more often than anyone reads a status); the reason depends on the view and the i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import attrs
 
 from .answers import SeededAnswer
 from .contact_point import ContactPoint
-from .events import Decision, JoinSeedNodes, JoinSelf
+from .events import Decision, JoinSeedNodes, JoinSelf, Promise
 from .settings import Settings
 
-__all__ = ["DecisionView", "MissingAnswer", "Waiting", "choose_cluster", "decide"]
+__all__ = [
+    "DecisionView",
+    "MissingAnswer",
+    "RoundView",
+    "StartRound",
+    "Waiting",
+    "choose_cluster",
+    "decide",
+]
+
+
+@attrs.frozen
+class StartRound:
+    """Not a decision: this node may form, so it opens a founding round and asks for promises."""
+
+
+@attrs.frozen(kw_only=True)
+class RoundView:
+    """This node's open founding round, as the rules read it."""
+
+    round: int
+    promised: int
+    needed: int
+    #: The lowest peer asked and not promised yet, and what its last answer said.
+    waiting_for: ContactPoint | None
+    #: That peer's answer carried no round: it serves no founding round (an Akka node).
+    waiting_for_cannot_promise: bool
+    #: The promise that peer holds to another candidate, if its last answer showed one.
+    waiting_for_promised: Promise | None
 
 
 @attrs.frozen(kw_only=True)
@@ -74,6 +108,13 @@ class DecisionView:
     join_failure: str | None
     #: Set whenever some discovered contact point lacks a fresh answer.
     first_missing: MissingAnswer | None
+    #: The founding round (DESIGN section 8): the promise this node holds to a candidate, its
+    #: own open round, its latest round number and when it may open the next one.
+    promise: Promise | None = None
+    open_round: RoundView | None = None
+    last_round: int = 0
+    next_round_at: float = -math.inf
+    last_withdrawal: str | None = None
 
     @property
     def all_fresh(self) -> bool:
@@ -126,7 +167,7 @@ def _describe_missing(view: DecisionView, now: float) -> str:
     return f"no fresh answer from {missing.contact_point} ({detail}){more}"
 
 
-def decide(view: DecisionView) -> Decision | Waiting:
+def decide(view: DecisionView) -> Decision | StartRound | Waiting:
     """Apply the rules above to ``view``."""
     settings, now = view.settings, view.now
     join_retry_at, join_failure = view.join_retry_at, view.join_failure
@@ -210,7 +251,57 @@ def decide(view: DecisionView) -> Decision | Waiting:
     if settings.contact_with_all_contact_points and not all_fresh:
         return Waiting("contact-with-all", lambda t: _describe_missing(view, t))
 
+    promise = view.promise
+    if promise is not None:
+        return Waiting(
+            "promised",
+            lambda t: (
+                f"promised to {promise.to} (round {promise.round}); waiting for it to found the "
+                "cluster"
+            ),
+        )
+
     lowest = view.lowest_fresh
     if lowest != self_contact_point:
         return Waiting("lowest-forms", lambda t: f"expecting {lowest} to form the cluster")
-    return JoinSelf()
+    if settings.formation == "lowest-address":
+        return JoinSelf()
+    return _founding_round(view)
+
+
+def _founding_round(view: DecisionView) -> StartRound | JoinSelf | Waiting:
+    """Rule 8 under ``formation="promise"``: this node may form, once its peers promised."""
+    open_round = view.open_round
+    if open_round is None:
+        next_round_at, withdrawal = view.next_round_at, view.last_withdrawal
+        if view.now < next_round_at:
+            return Waiting(
+                "round-retry",
+                lambda t: (
+                    f"withdrew founding round {view.last_round} ({withdrawal}); the next round "
+                    f"starts in {_seconds(next_round_at - t)}"
+                ),
+            )
+        return StartRound()
+    if open_round.promised >= open_round.needed:
+        return JoinSelf()
+
+    def explain(t: float) -> str:
+        head = (
+            f"founding round {open_round.round}: promised by {open_round.promised} of "
+            f"{open_round.needed}"
+        )
+        peer = open_round.waiting_for
+        if peer is None:
+            return head
+        if open_round.waiting_for_cannot_promise:
+            return (
+                f"{head} (waiting for {peer}, which cannot promise: its answers carry no founding "
+                "round, as an Akka node's; with such peers set formation='lowest-address')"
+            )
+        promised = open_round.waiting_for_promised
+        if promised is not None:
+            return f"{head} (waiting for {peer}, which promised {promised.to})"
+        return f"{head} (waiting for {peer})"
+
+    return Waiting("founding-round", explain)

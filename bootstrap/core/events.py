@@ -1,8 +1,9 @@
 """Events fed into the machine (past tense) and actions drained out of it (imperative).
 
 Values are frozen and validated when built, so a driver bug shows up where the value is made,
-not deep inside the machine. Sequences are stored as tuples. Fields may be given by position or
-by keyword.
+not deep inside the machine. Sequences are stored as tuples. The fields DESIGN section 3 shows
+may be given by position or by keyword; every field added since (the founding round's, section 8)
+is keyword-only, so positional construction means exactly what the design of record says.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "Probe",
     "ProbeFailed",
     "ProbeSucceeded",
+    "Promise",
     "StopProbing",
 ]
 
@@ -59,11 +61,45 @@ def _texts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[object, 
         _text(instance, attribute, item)
 
 
+def _round(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+
+
+def _optional_round(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _round(instance, attribute, value)
+
+
+def _flag(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise UsageError(f"{attribute.name} must be True or False, got {value!r}")
+
+
 def _to_tuple(value: Sequence[Any]) -> tuple[Any, ...]:
     if isinstance(value, str | bytes):
         # A lone string is a sequence of characters: never what the caller meant.
         raise UsageError(f"expected a sequence of values, got the string {value!r}")
     return tuple(value)
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Promise:
+    """A node's promise to candidate ``to`` for its founding round ``round`` (DESIGN section 8).
+
+    Until it is released the promiser starts no founding round and promises no one else.
+    """
+
+    to: ContactPoint = attrs.field(validator=_contact_point)
+    round: int = attrs.field(validator=_round)
+
+
+def _optional_promise(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Promise):
+        raise UsageError(f"{attribute.name} must be a Promise or None, got {value!r}")
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -89,13 +125,21 @@ class DiscoveryFailed:
 class ProbeSucceeded:
     """A peer answered: solicited (a ``Probe``) or pushed over its watch.
 
-    ``cluster_id`` is the optional ``clusterId`` extension of the wire document.
+    ``cluster_id`` is the optional ``clusterId`` extension of the wire document. The founding
+    round's fields (DESIGN section 8) say where the peer stands: ``round`` is its latest round
+    number (``None``: the peer speaks no founding round, as an Akka node, and can promise
+    nothing), ``candidate`` that it is proposing in that round, ``promise`` the promise it holds,
+    ``founding`` that it decided to form a cluster whose members it does not list yet.
     """
 
     contact_point: ContactPoint = attrs.field(validator=_contact_point)
     self_node: str = attrs.field(validator=_text)
     seed_nodes: tuple[str, ...] = attrs.field(converter=_to_tuple, validator=_texts)
     cluster_id: str | None = attrs.field(default=None, validator=_optional_text)
+    round: int | None = attrs.field(default=None, kw_only=True, validator=_optional_round)
+    candidate: bool = attrs.field(default=False, kw_only=True, validator=_flag)
+    promise: Promise | None = attrs.field(default=None, kw_only=True, validator=_optional_promise)
+    founding: bool = attrs.field(default=False, kw_only=True, validator=_flag)
 
 
 @attrs.frozen
@@ -115,9 +159,15 @@ class JoinFailed:
 
 @attrs.frozen
 class ContactedBy:
-    """A peer probed us and told us its own contact point: it is alive right now."""
+    """A peer probed us and told us its own contact point: it is alive right now.
+
+    ``proposal_round`` is set when the probe asked for a promise for that founding round (the
+    ``Bootstrap-Round`` header, or ``propose <r>`` on a watch). Feed it before answering: the
+    answer must show whether this node promised.
+    """
 
     contact_point: ContactPoint = attrs.field(validator=_contact_point)
+    proposal_round: int | None = attrs.field(default=None, kw_only=True, validator=_optional_round)
 
 
 Event = (
@@ -139,9 +189,13 @@ class Lookup:
 
 @attrs.frozen
 class Probe:
-    """Probe this contact point now: one request (or a ``probe`` message over its watch)."""
+    """Probe this contact point now: one request (or a ``probe`` message over its watch).
+
+    With ``round`` set the probe asks for a promise for that founding round (DESIGN section 8).
+    """
 
     contact_point: ContactPoint = attrs.field(validator=_contact_point)
+    round: int | None = attrs.field(default=None, kw_only=True, validator=_optional_round)
 
 
 @attrs.frozen

@@ -39,10 +39,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from .answers import Answer, AnswerBook
+from .answers import Answer, AnswerBook, SeededAnswer
 from .backoff import backoff_delay, jittered
 from .contact_point import ContactPoint, select_contact_points
-from .decision import DecisionView, MissingAnswer, Waiting, choose_cluster, decide
+from .decision import (
+    DecisionView,
+    MissingAnswer,
+    RoundView,
+    StartRound,
+    Waiting,
+    choose_cluster,
+    decide,
+)
 from .errors import UsageError
 from .events import (
     Action,
@@ -58,7 +66,16 @@ from .events import (
     Probe,
     ProbeFailed,
     ProbeSucceeded,
+    Promise,
     StopProbing,
+)
+from .founding import (
+    Advertisement,
+    Candidacy,
+    answer_proposal,
+    promised_to_us,
+    refusal,
+    released_by,
 )
 from .settings import Settings
 from .status import ContactPointStatus, Phase, Status
@@ -77,7 +94,13 @@ _EVENT_TYPES = (
 # Seconds added to the freshness window against float rounding (see _on_probe_succeeded).
 _ROUNDING_ALLOWANCE = 1e-6
 
-_TimerKind = Literal["lookup", "probe", "expire", "stable", "retry"]
+# Waiting verdicts that leave an open founding round standing: the rules wait only for answers
+# to be fresh again (a lost probe, a peer briefly slow). The promises given still bind, so the
+# round forms as soon as the answers are back; withdrawing would make every blip on a lossy
+# network cost a whole new round of promises.
+_ROUND_SURVIVES = frozenset({"founding-round", "contact-with-all", "required-contact-points"})
+
+_TimerKind = Literal["lookup", "probe", "expire", "stable", "retry", "round", "hold"]
 
 
 class _Peer:
@@ -165,6 +188,20 @@ class BootstrapMachine:
         self._clusters_at_decision: list[str] = []
         self._fresh_at_decision = 0
 
+        # The founding round (DESIGN section 8, founding.py).
+        self._promise_formation = settings.formation == "promise"
+        self._round = 0  # the latest round number: strictly increasing over the machine's life
+        self._candidacy: Candidacy | None = None
+        self._next_round_at = -math.inf
+        self._last_withdrawal: str | None = None
+        self._promise: Promise | None = None
+        # The candidate we promised, while it is not (or no longer) discovered: still probed,
+        # because only its answer can release the promise (or make us join it).
+        self._undiscovered_promisee: _Peer | None = None
+        self._promisee_seeded: SeededAnswer | None = None  # it founded: join it
+        self._promisee_heard_at = -math.inf
+        self._rounds_started = self._rounds_withdrawn = self._promises_given = 0
+
     # --- public API ---------------------------------------------------------------------------
 
     @property
@@ -179,6 +216,18 @@ class BootstrapMachine:
     def decision(self) -> JoinSelf | JoinSeedNodes | None:
         """The decision emitted, if any (cleared by ``JoinFailed``)."""
         return self._decision
+
+    @property
+    def advertisement(self) -> Advertisement:
+        """What this node's documents say of its founding round (DESIGN section 8)."""
+        if not self._promise_formation:
+            return Advertisement(round=None)
+        return Advertisement(
+            round=self._round,
+            candidate=self._candidacy is not None,
+            promise=self._promise,
+            founding=isinstance(self._decision, JoinSelf),
+        )
 
     def start(self, now: float) -> None:
         """Begin: the first lookup is due at once."""
@@ -306,9 +355,21 @@ class BootstrapMachine:
             return self._stable_at == when
         if kind == "retry":
             return self._join_retry_at == when
+        if kind == "round":
+            return self._candidacy is None and self._next_round_at == when
+        if kind == "hold":
+            return (
+                self._undiscovered_promisee is not None
+                and self._promisee_heard_at + self._settings.promise_hold == when
+            )
         assert peer is not None  # internal invariant: peer timers always carry their peer
         if self._peers.get(peer.contact_point) is not peer:
-            return False
+            # The one probed peer outside discovery: the candidate we promised.
+            return (
+                kind == "probe"
+                and peer is self._undiscovered_promisee
+                and (not peer.outstanding and peer.next_probe_at == when)
+            )
         if kind == "probe":
             return not peer.outstanding and peer.next_probe_at == when
         answer = self._answers.get(peer.contact_point)
@@ -322,12 +383,16 @@ class BootstrapMachine:
         """Fire every live timer due by now, then re-evaluate the decision if anything changed."""
         now = self._now
         timers = self._timers
-        while timers and timers[0][0] <= now:
-            entry = heapq.heappop(timers)
-            if self._timer_is_live(*entry):
-                self._fire(entry[2], entry[3])
-        if self._dirty and self._decision is None:
+        while True:
+            while timers and timers[0][0] <= now:
+                entry = heapq.heappop(timers)
+                if self._timer_is_live(*entry):
+                    self._fire(entry[2], entry[3])
+            if not (self._dirty and self._decision is None):
+                return
             self._evaluate()
+            # The verdict may have made work due at once (a founding round's proposals): do it
+            # now, or the deadline reported next would already have passed.
 
     def _expire_before_event(self) -> None:
         """Bring the state to ``now`` before an event: expire answers, nothing else.
@@ -360,12 +425,16 @@ class BootstrapMachine:
         elif kind == "probe":
             assert peer is not None
             peer.outstanding = True
-            self._actions.append(Probe(peer.contact_point))
+            self._actions.append(Probe(peer.contact_point, round=self._proposal_for(peer)))
+        elif kind == "hold":
+            # Gone from discovery and silent for promise_hold: presumed crashed. The one place
+            # where liveness wins over S1 (Settings.promise_hold says why).
+            self._release()
         elif kind == "expire":
             assert peer is not None
             if self._answers.expire(peer.contact_point, self._now):
                 self._dirty = True
-        else:  # "stable" or "retry": the verdict may change now
+        else:  # "stable", "retry" or "round": the verdict may change now
             self._dirty = True
 
     def _schedule_lookup(self, when: float) -> None:
@@ -425,6 +494,13 @@ class BootstrapMachine:
                     self._forget(contact_point)
             for contact_point in selected:
                 if contact_point != self._self_contact_point and contact_point not in self._peers:
+                    promisee = self._undiscovered_promisee
+                    if promisee is not None and promisee.contact_point == contact_point:
+                        # The candidate we promised is discovered (again): an ordinary peer,
+                        # its probe schedule kept.
+                        self._peers[contact_point] = promisee
+                        self._undiscovered_promisee = self._promisee_seeded = None
+                        continue
                     peer = self._peers[contact_point] = _Peer(contact_point, now)
                     self._schedule_probe(peer, now)  # a newly discovered peer is probed at once
             self._discovered = selected
@@ -442,8 +518,19 @@ class BootstrapMachine:
         """A contact point left discovery: stop probing it and drop its answer."""
         if self._answers.forget(contact_point, self._now):
             self._dirty = True
+        peer = self._peers.pop(contact_point, None)
+        if peer is None:
+            return
+        promise = self._promise
+        if promise is not None and promise.to == contact_point:
+            # Only an answer from the candidate we promised releases the promise: keep asking
+            # it, until it answers or has been gone for promise_hold.
+            self._undiscovered_promisee = peer
+            self._promisee_heard_at = max(self._promisee_heard_at, self._now)
+            self._schedule(self._promisee_heard_at + self._settings.promise_hold, "hold", None)
+            return
         # After the decision every peer was already told StopProbing once.
-        if self._peers.pop(contact_point, None) is not None and self._decision is None:
+        if self._decision is None:
             self._actions.append(StopProbing(contact_point))
 
     def _on_discovery_failed(self, event: DiscoveryFailed) -> None:
@@ -466,9 +553,14 @@ class BootstrapMachine:
         self._dirty = True
 
     def _on_probe_succeeded(self, event: ProbeSucceeded) -> None:
+        if self._decision is not None:
+            return  # we are done: nothing to learn
         peer = self._peers.get(event.contact_point)
-        if peer is None or self._decision is not None:
-            return  # not (or no longer) discovered, or we are done: nothing to learn
+        discovered = peer is not None
+        if peer is None:
+            peer = self._undiscovered_promisee
+            if peer is None or peer.contact_point != event.contact_point:
+                return  # not (or no longer) discovered: nothing to learn
         settings, now = self._settings, self._now
         peer.outstanding = False
         peer.consecutive_failures = 0
@@ -477,7 +569,24 @@ class BootstrapMachine:
         # time vs. answer time + ttl) may disagree by a few ulps at the very edge; the
         # allowance keeps such a peer fresh without changing the window in any real sense.
         expires_at = now + settings.observation_ttl + _ROUNDING_ALLOWANCE
-        seed_nodes = tuple(node for node in event.seed_nodes if node != self._self_node)
+        listed = event.seed_nodes
+        if event.founding and event.self_node not in listed:
+            # A founder lists no members until its membership has formed; its answer is one
+            # whose seed nodes include itself, so nobody mistakes it for "free" (DESIGN 8.5).
+            listed = (*listed, event.self_node)
+        seed_nodes = tuple(node for node in listed if node != self._self_node)
+        proposal_sent = peer.contact_point in self._proposed_to()
+        self._on_promisee_answer(event, seed_nodes)
+        self._schedule_probe(
+            peer,
+            now
+            if self._candidacy_waits_on(peer) and not proposal_sent
+            # Asked since this answer's probe left: propose at once, not a period later.
+            else now + jittered(settings.probe_interval, settings.probe_jitter, self._rng),
+        )
+        if not discovered:
+            return
+        self._on_candidacy_answer(event)
         answer = Answer(
             observed_at=now,
             expires_at=expires_at,
@@ -485,17 +594,20 @@ class BootstrapMachine:
             cluster_id=event.cluster_id,
             # Found by the fault tests: with max_seed_nodes=1 a founder restarted on its
             # address saw every answer list only its own (old) name and formed a second cluster.
-            lists_only_self=bool(event.seed_nodes) and not seed_nodes,
+            lists_only_self=bool(listed) and not seed_nodes,
+            round=event.round,
+            promise=event.promise,
         )
         if self._answers.record(peer.contact_point, answer, now):
             self._dirty = True
         self._schedule(expires_at, "expire", peer)
-        self._schedule_probe(
-            peer, now + jittered(settings.probe_interval, settings.probe_jitter, self._rng)
-        )
 
     def _on_probe_failed(self, event: ProbeFailed) -> None:
         peer = self._peers.get(event.contact_point)
+        if peer is None:
+            peer = self._undiscovered_promisee
+            if peer is not None and peer.contact_point != event.contact_point:
+                peer = None
         if peer is None or self._decision is not None:
             return
         settings = self._settings
@@ -513,7 +625,11 @@ class BootstrapMachine:
         self._schedule_probe(peer, self._now + delay)
 
     def _on_contacted_by(self, event: ContactedBy) -> None:
-        if self._decision is not None or event.contact_point == self._self_contact_point:
+        if event.contact_point == self._self_contact_point:
+            return
+        if event.proposal_round is not None and self._promise_formation:
+            self._on_proposal(event.contact_point, event.proposal_round)
+        if self._decision is not None:
             return
         now = self._now
         peer = self._peers.get(event.contact_point)
@@ -545,6 +661,14 @@ class BootstrapMachine:
 
     def _on_join_failed(self, event: JoinFailed) -> None:
         settings, now = self._settings, self._now
+        if isinstance(self._decision, JoinSelf):
+            # The round it formed in is over: our documents now show it withdrawn (round n, not
+            # a candidate, not founding), which releases its promisers.
+            self._rounds_withdrawn += 1
+            self._last_withdrawal = f"forming failed: {event.reason}"
+            self._next_round_at = now + jittered(
+                settings.probe_interval, settings.probe_jitter, self._rng
+            )
         self._decision = None
         self._join_failure = event.reason
         self._join_retry_at = now + jittered(
@@ -561,6 +685,140 @@ class BootstrapMachine:
         if not self._lookup_outstanding:
             self._schedule_lookup(self._earliest_lookup())
         self._dirty = True
+
+    # --- the founding round (DESIGN section 8; the rules are in founding.py) --------------------
+
+    def _proposed_to(self) -> frozenset[ContactPoint] | set[ContactPoint]:
+        candidacy = self._candidacy
+        return frozenset() if candidacy is None else candidacy.proposed
+
+    def _candidacy_waits_on(self, peer: _Peer) -> bool:
+        """Does our open round still need ``peer``'s promise?"""
+        candidacy = self._candidacy
+        contact_point = peer.contact_point
+        return (
+            candidacy is not None
+            and contact_point in candidacy.asked
+            and contact_point not in candidacy.promised
+        )
+
+    def _proposal_for(self, peer: _Peer) -> int | None:
+        """The round a probe of ``peer`` proposes, if our open round needs its promise."""
+        if not self._candidacy_waits_on(peer):
+            return None
+        candidacy = self._candidacy
+        assert candidacy is not None
+        candidacy.proposed.add(peer.contact_point)
+        return candidacy.round
+
+    def _on_proposal(self, proposer: ContactPoint, round: int) -> None:
+        promise = answer_proposal(
+            proposer=proposer,
+            round=round,
+            self_contact_point=self._self_contact_point,
+            decided=self._decision is not None,
+            promise=self._promise,
+            candidacy=self._candidacy,
+        )
+        if promise == self._promise:
+            return
+        assert promise is not None  # answer_proposal never drops a promise
+        self._promise = promise
+        self._promises_given += 1
+        self._promisee_heard_at = self._now
+        self._dirty = True
+        if self._candidacy is not None:
+            self._withdraw(f"promised {proposer} (round {round}), a lower candidate")
+        if proposer not in self._peers and self._undiscovered_promisee is None:
+            # Discovery is behind (the ContactedBy also makes a lookup due): probe the
+            # candidate all the same, for only its answers can release this promise.
+            peer = self._undiscovered_promisee = _Peer(proposer, self._now)
+            self._schedule_probe(peer, self._now)
+            self._schedule(self._promisee_heard_at + self._settings.promise_hold, "hold", None)
+
+    def _on_promisee_answer(self, event: ProbeSucceeded, seed_nodes: tuple[str, ...]) -> None:
+        """An answer from the candidate we promised settles the promise, or not yet."""
+        promise = self._promise
+        if promise is None or event.contact_point != promise.to:
+            return
+        self._promisee_heard_at = self._now
+        if self._undiscovered_promisee is not None:
+            self._schedule(self._now + self._settings.promise_hold, "hold", None)
+            if seed_nodes:
+                # It founded (or lists its cluster): join it, discovered or not.
+                self._promisee_seeded = SeededAnswer(
+                    event.contact_point, seed_nodes, event.cluster_id
+                )
+                self._dirty = True
+        if released_by(promise, event):
+            self._release()
+
+    def _release(self) -> None:
+        self._promise = None
+        self._dirty = True
+        peer, self._undiscovered_promisee = self._undiscovered_promisee, None
+        self._promisee_seeded = None
+        if peer is not None and self._decision is None:
+            self._actions.append(StopProbing(peer.contact_point))
+
+    def _on_candidacy_answer(self, event: ProbeSucceeded) -> None:
+        """An answer from a peer our open round asked: a promise, a refusal, or not yet."""
+        candidacy = self._candidacy
+        if candidacy is None or event.contact_point not in candidacy.asked:
+            return
+        me, round = self._self_contact_point, candidacy.round
+        if promised_to_us(event, self_contact_point=me, round=round):
+            if event.contact_point not in candidacy.promised:
+                candidacy.promised.add(event.contact_point)
+                self._dirty = True
+            return
+        refused = refusal(event, self_contact_point=me, round=round)
+        if refused is not None:
+            self._withdraw(refused)
+
+    def _start_round(self, view: DecisionView) -> None:
+        settings = self._settings
+        self._round += 1
+        self._rounds_started += 1
+        if settings.contact_with_all_contact_points:
+            asked = frozenset(self._peers)
+            needed = len(asked)
+        else:
+            asked = frozenset(cp for cp in self._peers if self._answers.is_fresh(cp))
+            needed = settings.required_contact_points - 1
+        self._candidacy = Candidacy(round=self._round, asked=asked, needed=needed)
+        for contact_point in sorted(asked):
+            peer = self._peers[contact_point]
+            if not peer.outstanding:
+                self._schedule_probe(peer, self._now)
+            # else: its answer is on the way; the proposal follows it at once.
+
+    def _withdraw(self, why: str) -> None:
+        """Abandon the open round; our documents now say so, which releases its promisers."""
+        settings = self._settings
+        self._candidacy = None
+        self._rounds_withdrawn += 1
+        self._last_withdrawal = why
+        self._next_round_at = self._now + jittered(
+            settings.probe_interval, settings.probe_jitter, self._rng
+        )
+        self._schedule(self._next_round_at, "round", None)
+        self._dirty = True
+
+    def _round_view(self) -> RoundView | None:
+        candidacy = self._candidacy
+        if candidacy is None:
+            return None
+        waiting = sorted(cp for cp in candidacy.asked if cp not in candidacy.promised)
+        answer = self._answers.get(waiting[0]) if waiting else None
+        return RoundView(
+            round=candidacy.round,
+            promised=len(candidacy.promised),
+            needed=candidacy.needed,
+            waiting_for=waiting[0] if waiting else None,
+            waiting_for_cannot_promise=answer is not None and answer.round is None,
+            waiting_for_promised=None if answer is None else answer.promise,
+        )
 
     # --- decision -----------------------------------------------------------------------------
 
@@ -596,7 +854,11 @@ class BootstrapMachine:
             discovered_count=len(discovered),
             fresh_count=fresh_count,
             lowest_fresh=lowest_fresh,
-            seeded=tuple(answers.seeded.values()),
+            seeded=(
+                tuple(answers.seeded.values())
+                if self._promisee_seeded is None
+                else (*answers.seeded.values(), self._promisee_seeded)
+            ),
             listing_only_self=tuple(sorted(answers.listing_only_self())),
             discovery_succeeded=self._discovery_succeeded,
             discovery_failure=self._discovery_failure,
@@ -604,16 +866,39 @@ class BootstrapMachine:
             join_retry_at=self._join_retry_at,
             join_failure=self._join_failure,
             first_missing=first_missing,
+            promise=self._promise,
+            open_round=self._round_view(),
+            last_round=self._round,
+            next_round_at=self._next_round_at,
+            last_withdrawal=self._last_withdrawal,
         )
 
     def _evaluate(self) -> None:
         self._dirty = False
         view = self._view()
         verdict = decide(view)
+        if self._candidacy is not None and not (
+            isinstance(verdict, JoinSelf)
+            or (isinstance(verdict, Waiting) and verdict.rule in _ROUND_SURVIVES)
+        ):
+            # The rules no longer let this node form (discovery changed, an answer lists seed
+            # nodes, a lower node answers, ...): the round cannot succeed as asked.
+            why = verdict.reason_at(self._now) if isinstance(verdict, Waiting) else "decided"
+            self._withdraw(why)
+            view = self._view()
+            verdict = decide(view)
+        if isinstance(verdict, StartRound):
+            self._start_round(view)
+            view = self._view()
+            verdict = decide(view)
+        assert not isinstance(verdict, StartRound)  # a round was just opened
         self._verdict = verdict
         if isinstance(verdict, Waiting):
             return
         self._decision = verdict
+        if self._candidacy is not None:
+            # Formed in this round: the documents now say "founding" (round kept, never past it).
+            self._candidacy = None
         # Remember what was observed now: the status must keep explaining this decision even
         # after later discovery results (still applied, in case the join fails) change it.
         self._clusters_at_decision = choose_cluster(view.seeded)[1] if view.seeded else []

@@ -26,6 +26,9 @@ partitions and no node stopping before everyone joined. Under those conditions:
 * ``+ backoff_allowance``: with loss, an unlucky prober may fail several times in a row
   against the members, which no longer probe it back; each failure costs the timeout and a
   growing backoff (see :func:`failure_streak`; zero without loss);
+* ``+ founding_round`` (``formation="promise"`` only): the lowest node asks every peer for a
+  promise when the rules hold; the promises come back within one more probe period (a
+  proposal lost to the network is resent with that peer's next probe);
 * ``+ join_latency``: forming takes one latency draw, a join one round trip, and a connection
   to a peer first met late (handshake plus request) two more: ``6 * latency.high``.
 """
@@ -133,12 +136,14 @@ def formation_bound(scenario: Scenario) -> float:
     )
     probe_period = settings.probe_interval * (1 + settings.probe_jitter) + settings.probe_timeout
     join_latency = 6 * scenario.latency.high
+    founding_round = probe_period if settings.formation == "promise" else 0.0
     return (
         last_start
         + discovery
         + settings.stable_margin
         + probe_rounds(scenario.loss, scenario.nodes) * probe_period
         + backoff_allowance(scenario)
+        + founding_round
         + join_latency
     )
 

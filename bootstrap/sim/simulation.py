@@ -53,6 +53,7 @@ from bootstrap.core.events import (
     ProbeSucceeded,
     StopProbing,
 )
+from bootstrap.core.founding import Advertisement
 from bootstrap.core.machine import BootstrapMachine
 
 from .discovery import DiscoveryService
@@ -114,6 +115,7 @@ class _Node:
     """A simulated node: its machine, its connections and its counters."""
 
     __slots__ = (
+        "advertised",
         "closed_how",
         "conns",
         "contact_point",
@@ -141,6 +143,7 @@ class _Node:
         "outstanding",
         "peers_connected",
         "probes",
+        "proposals",
         "pushes",
         "refused",
         "requests",
@@ -176,6 +179,10 @@ class _Node:
         # What the node advertises, as the event its probers are fed; and its ContactedBy.
         self.document = ProbeSucceeded(contact_point, name, ())
         self.contacted_by = ContactedBy(contact_point)
+        # The founding-round fields of its document (DESIGN section 8), as last advertised, and
+        # the round each outstanding Probe proposes (by peer; None: a plain probe).
+        self.advertised: Advertisement | None = None
+        self.proposals: dict[int, int | None] = {}
         # Counters.
         self.probes = self.requests = self.pushes = self.lookups = self.joins_failed = 0
         self.opened_first = self.opened_after_failure = self.opened_after_stop = 0
@@ -358,6 +365,9 @@ class Simulation:
         except Exception as error:
             self._machine_failed(node, "next_deadline()", error)
             return
+        if machine.advertisement != node.advertised:
+            # A promise given, a round opened or withdrawn, founding: the document changed.
+            self._document_changed(node.index)
         now = self.clock.now
         if not (deadline > now or (deadline == now and not after_timer)):
             deadline = self._repair_deadline(node, deadline, now, after_timer)
@@ -455,6 +465,7 @@ class Simulation:
                 "one is outstanding",
             )
         node.outstanding.add(peer)
+        node.proposals[peer] = action.round
         node.requests += 1
         if self._watch:
             self._watch_probe(node, peer)
@@ -574,11 +585,19 @@ class Simulation:
     def _document_changed(self, index: int) -> None:
         node = self.nodes[index]
         membership = self.membership
+        machine = node.machine
+        advertised = node.advertised = None if machine is None else machine.advertisement
+        seed_nodes = membership.seed_nodes(index)
         node.document = ProbeSucceeded(
             node.contact_point,
             node.name,
-            membership.seed_nodes(index),
+            seed_nodes,
             membership.cluster_of[index],
+            round=None if advertised is None else advertised.round,
+            candidate=advertised is not None and advertised.candidate,
+            promise=None if advertised is None else advertised.promise,
+            # A founder says so until its membership lists seed nodes (DESIGN 8.5).
+            founding=advertised is not None and advertised.founding and not seed_nodes,
         )
         if self._watch and node.running:
             for conn in list(node.incoming.values()):
@@ -703,7 +722,7 @@ class Simulation:
             # that reset, the request times out.
             self.clock.at(conn.deadline, self._timeout, conn, token)
             return
-        self._feed(server, self.nodes[conn.client].contacted_by)
+        self._feed(server, self._contacted_by(conn))
         document = server.document
         arrival = self.network.send_down(conn, self.clock.now)
         if arrival > conn.deadline:
@@ -741,7 +760,7 @@ class Simulation:
             self.clock.at(conn.deadline, self._timeout, conn, token)
             return
         conn.watched = True
-        self._feed(server, self.nodes[conn.client].contacted_by)
+        self._feed(server, self._contacted_by(conn))
         if conn.open:
             self._push(conn)
 
@@ -752,9 +771,17 @@ class Simulation:
         if not server.running:
             self.clock.at(conn.deadline, self._timeout, conn, token)
             return
-        self._feed(server, self.nodes[conn.client].contacted_by)
+        self._feed(server, self._contacted_by(conn))
         if conn.open:
             self._push(conn)
+
+    def _contacted_by(self, conn: Connection) -> ContactedBy:
+        """What the server of ``conn`` learns from the request that just arrived."""
+        client = self.nodes[conn.client]
+        proposal = client.proposals.get(conn.server)
+        if proposal is None:
+            return client.contacted_by
+        return ContactedBy(client.contact_point, proposal_round=proposal)
 
     def _push(self, conn: Connection) -> None:
         """The server sends its current document on the watch and re-arms its periodic push."""

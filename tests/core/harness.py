@@ -18,6 +18,7 @@ from bootstrap import (
     Probe,
     ProbeFailed,
     ProbeSucceeded,
+    Promise,
     Settings,
     StopProbing,
 )
@@ -56,6 +57,10 @@ class Harness:
         self.now = 0.0
         # Probes emitted and not yet answered, with the time they went out.
         self.unanswered: dict[ContactPoint, float] = {}
+        # The promise each scripted peer holds: a scripted peer is free and promises the first
+        # proposal it gets (a later round of the same candidate replaces it), as a healthy peer
+        # of DESIGN section 8 does. Its answers carry it.
+        self.promises: dict[ContactPoint, Promise] = {}
 
     def drain(self) -> list[Action]:
         actions = []
@@ -63,6 +68,10 @@ class Harness:
             actions.append(action)
             if isinstance(action, Probe):
                 self.unanswered[action.contact_point] = self.now
+                if action.round is not None:
+                    held = self.promises.get(action.contact_point)
+                    if held is None or (held.to == self.me and held.round < action.round):
+                        self.promises[action.contact_point] = Promise(self.me, action.round)
             elif isinstance(action, StopProbing):
                 self.unanswered.pop(action.contact_point, None)
         return actions
@@ -101,7 +110,15 @@ class Harness:
         cluster_id: str | None = None,
     ) -> list[Action]:
         return self.feed(
-            ProbeSucceeded(contact_point, f"node-at-{contact_point}", seed_nodes, cluster_id), at
+            ProbeSucceeded(
+                contact_point,
+                f"node-at-{contact_point}",
+                seed_nodes,
+                cluster_id,
+                round=0,
+                promise=self.promises.get(contact_point),
+            ),
+            at,
         )
 
     def run_healthy_peers(

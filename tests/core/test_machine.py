@@ -343,8 +343,12 @@ def test_missing_answer_reason_has_age_last_failure_and_count() -> None:
 
 
 def test_join_self_when_all_conditions_hold_at_the_margin_deadline() -> None:
-    """Anchor vector: forms exactly when the stable margin expires: a deadline, not a tick."""
-    h = Harness(Settings(stable_margin=5.0))
+    """Anchor vector: forms exactly when the stable margin expires: a deadline, not a tick.
+
+    The anchor's rule (``formation="lowest-address"``) forms at that very instant; the founding
+    round's timing is in ``test_founding.py``.
+    """
+    h = Harness(Settings(stable_margin=5.0, formation="lowest-address"))
     h.start()
     h.discover(*THREE, at=0.25)
     actions = h.run_healthy_peers(until=20.0)
@@ -353,7 +357,7 @@ def test_join_self_when_all_conditions_hold_at_the_margin_deadline() -> None:
     formed_at = [a for a in actions if isinstance(a, JoinSelf)]
     assert formed_at
     # Re-run to find the exact instant: the first handle_timer at >= 5.25 decides.
-    h2 = Harness(Settings(stable_margin=5.0))
+    h2 = Harness(Settings(stable_margin=5.0, formation="lowest-address"))
     h2.start()
     h2.discover(*THREE, at=0.25)
     h2.run_healthy_peers(until=5.2499)
@@ -400,7 +404,7 @@ def test_self_not_discovered_never_forms() -> None:
 
 def test_expected_contact_points_fast_path_skips_the_margin() -> None:
     """Exactly expected_contact_points discovered and all fresh: form within a round trip."""
-    h = Harness(Settings(expected_contact_points=3, stable_margin=60.0))
+    h = Harness(Settings(expected_contact_points=3, stable_margin=60.0, formation="lowest-address"))
     h.start()
     h.discover(*THREE, at=0.1)
     h.answer(cp(2), at=0.11)
@@ -553,7 +557,8 @@ def test_vanished_contact_point_is_stopped_and_forgotten() -> None:
 
 def test_unsolicited_answer_postpones_the_poll() -> None:
     """A pushed answer (watch) counts and pushes the next probe of that peer a full interval."""
-    settings = Settings(probe_interval=1.0, probe_jitter=0.2)
+    # (The anchor's rule: under the founding round this node would propose to cp(2) at once.)
+    settings = Settings(probe_interval=1.0, probe_jitter=0.2, formation="lowest-address")
     h = Harness(settings)
     h.start()
     h.discover(cp(1), cp(2))

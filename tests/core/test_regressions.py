@@ -57,7 +57,13 @@ def test_jitter_0_9_still_forms() -> None:
 
 def test_one_timeout_does_not_discard_a_fresh_answer() -> None:
     """Akka: one timed-out probe killed the prober / dropped the answer; ours expires by age."""
-    settings = Settings(probe_jitter=0.0, probe_interval=1.0, probe_timeout=3.0, stable_margin=1.5)
+    settings = Settings(
+        probe_jitter=0.0,
+        probe_interval=1.0,
+        probe_timeout=3.0,
+        stable_margin=1.5,
+        formation="lowest-address",  # forms at the margin's instant: no round trip to wait for
+    )
     h = Harness(settings)
     h.start()
     h.discover(cp(1), cp(2), at=0.0)
@@ -148,7 +154,7 @@ def test_restarted_founder_listed_as_the_only_seed_never_forms_a_second_cluster(
 
 def test_an_answer_listing_only_this_node_blocks_forming_only_while_fresh() -> None:
     """When the peer stops listing this node, forming is allowed again."""
-    h = Harness(Settings(required_contact_points=2, stable_margin=1.0))
+    h = Harness(Settings(required_contact_points=2, stable_margin=1.0, formation="lowest-address"))
     h.start()
     h.discover(cp(1), cp(2), at=0.0)
     h.answer(cp(2), (h.self_node,), at=0.1)

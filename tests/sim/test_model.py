@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 
+import attrs
 import pytest
 
 from bootstrap.core.contact_point import ContactPoint
@@ -380,7 +381,11 @@ def test_formation_bound_adds_up_its_terms() -> None:
         + 2 * (settings.probe_interval * (1 + settings.probe_jitter) + settings.probe_timeout)
         + 6 * 0.01
     )
-    assert formation_bound(scenario) == pytest.approx(expected)
+    probe_period = settings.probe_interval * (1 + settings.probe_jitter) + settings.probe_timeout
+    # The founding round (the default) adds one probe period for the promises.
+    assert formation_bound(scenario) == pytest.approx(expected + probe_period)
+    anchor = attrs.evolve(scenario, settings=Settings(formation="lowest-address"))
+    assert formation_bound(anchor) == pytest.approx(expected)
     assert late_join_bound(scenario, 10.0) == pytest.approx(10.07)
 
 
