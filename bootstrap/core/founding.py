@@ -106,8 +106,13 @@ def answer_proposal(
 
 
 def released_by(promise: Promise, answer: ProbeSucceeded) -> bool:
-    """Does ``answer`` (a document from ``promise.to``) prove the candidate is past its round?"""
-    if answer.round is None or answer.founding:
+    """Does ``answer`` (a document from ``promise.to``) prove the candidate is past its round?
+
+    A founding answer, or one that lists seed nodes, is not: the candidate is in a cluster
+    (founded in that round, or joined since), and the promiser joins it instead (rule 1).
+    Releasing there would leave a founder's promiser free to promise a second founder.
+    """
+    if answer.round is None or answer.founding or answer.seed_nodes:
         return False
     return answer.round > promise.round or (answer.round == promise.round and not answer.candidate)
 

@@ -123,6 +123,7 @@ def test_a_lower_candidate_refuses_a_higher_one_and_promises_a_lower_one() -> No
         (document(2, round=4, candidate=True), True),  # past round 3
         (document(2, round=3, founding=True), False),  # it founded: join it instead
         (document(2, round=None), False),  # no round at all: no evidence
+        (document(2, round=3, seed_nodes=(node(2),)), False),  # in a cluster: join it instead
     ],
 )
 def test_release_needs_a_document_past_the_promised_round(

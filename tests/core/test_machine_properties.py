@@ -173,6 +173,9 @@ class Answer:
     at: float
     seed_nodes: tuple[str, ...]
     cluster_id: str | None
+    #: It listed seed nodes, all of them this node's own name (a cluster an earlier run of this
+    #: node formed): it blocks forming while fresh.
+    lists_only_self: bool = False
 
 
 @attrs.frozen
@@ -289,6 +292,8 @@ class CheckedMachine:
         broken = []
         if self.fresh_seeded(lenient=not possibly):
             broken.append("a fresh answer lists seed nodes")
+        if any(self.answers[cp].lists_only_self for cp in blocking if cp in self.answers):
+            broken.append("a fresh answer lists only this node's own name")
         if not settings.new_cluster_enabled:
             broken.append("new_cluster_enabled is off")
         if not self.last_lookup_ok:
@@ -432,8 +437,13 @@ class CheckedMachine:
             return
         self.probing.discard(contact_point)
         self.failures[contact_point] = 0
-        seed_nodes = tuple(node for node in event.seed_nodes if node != self.self_node)
-        self.answers[contact_point] = Answer(now, seed_nodes, event.cluster_id)
+        listed = event.seed_nodes
+        if event.founding and event.self_node not in listed:
+            listed = (*listed, event.self_node)  # a founder counts as listing itself
+        seed_nodes = tuple(node for node in listed if node != self.self_node)
+        self.answers[contact_point] = Answer(
+            now, seed_nodes, event.cluster_id, lists_only_self=bool(listed) and not seed_nodes
+        )
         self.last_observed[contact_point] = now
         self.probe_windows[contact_point] = _paced(
             now, settings.probe_interval, settings.probe_jitter, "after an answer"
@@ -542,7 +552,9 @@ class CheckedMachine:
             assert contact_point in self.discovered, f"Probe({contact_point}): not discovered"
             assert contact_point not in self.probing, f"two Probes of {contact_point} outstanding"
             window = self.probe_windows.pop(contact_point)
-            assert now >= window.earliest - _slack(now), (
+            # A founding round's proposal goes out at once (it follows the answer to the probe
+            # that was in flight when the round opened); every other probe keeps its pace.
+            assert action.round is not None or now >= window.earliest - _slack(now), (
                 f"Probe({contact_point}) at {now} too early: {window}"
             )
             self.probing.add(contact_point)
