@@ -575,13 +575,14 @@ class BootstrapMachine:
             # whose seed nodes include itself, so nobody mistakes it for "free" (DESIGN 8.5).
             listed = (*listed, event.self_node)
         seed_nodes = tuple(node for node in listed if node != self._self_node)
-        proposal_sent = peer.contact_point in self._proposed_to()
+        # Our round needs this peer's promise, and this answers a probe sent before the round
+        # asked it: propose at once, not a probe period later.
+        propose_now = self._candidacy_waits_on(peer) and not self._proposal_sent_to(peer)
         self._on_promisee_answer(event, seed_nodes)
         self._schedule_probe(
             peer,
             now
-            if self._candidacy_waits_on(peer) and not proposal_sent
-            # Asked since this answer's probe left: propose at once, not a period later.
+            if propose_now
             else now + jittered(settings.probe_interval, settings.probe_jitter, self._rng),
         )
         if not discovered:
@@ -688,9 +689,9 @@ class BootstrapMachine:
 
     # --- the founding round (DESIGN section 8; the rules are in founding.py) --------------------
 
-    def _proposed_to(self) -> frozenset[ContactPoint] | set[ContactPoint]:
+    def _proposal_sent_to(self, peer: _Peer) -> bool:
         candidacy = self._candidacy
-        return frozenset() if candidacy is None else candidacy.proposed
+        return candidacy is not None and peer.contact_point in candidacy.proposed
 
     def _candidacy_waits_on(self, peer: _Peer) -> bool:
         """Does our open round still need ``peer``'s promise?"""
