@@ -66,6 +66,8 @@ def anchor_settings(*, probe_interval: float, freshness_rule: str, **common: Any
         # longest regular delay never grows.
         probe_backoff_max=probe_interval * (1 + _ANCHOR_JITTER),
         anchor_freshness=FRESHNESS_RULES[freshness_rule](probe_interval),
+        # The anchor forms by the lowest-address rule: it knows no founding round.
+        formation="lowest-address",
         **common,
     )
 

@@ -5,6 +5,13 @@ and the events its helpers report, and carries out the actions the machine queue
 (when to look up, whom to probe, when to decide) stays in the core. Drivers own only I/O,
 timeouts as cancel scopes, and concurrency.
 
+Events from the prober and our own tasks queue for the driver loop. A ``ContactedBy`` from the
+server is handled at once instead, in the server's task, because the server builds its answer
+right after: a proposal's answer must show the promise it got (DESIGN section 8). The driver
+loop is then woken to carry out what that queued and to re-arm its timer. The document served is
+the membership's seed nodes plus the machine's ``advertisement``; whenever a machine call changes
+the advertisement, the server is told, so watchers get the new document at once.
+
     async with open_node(settings=..., contact_point=..., discovery=...) as node:
         decision = await node.wait_decided()
 
@@ -29,6 +36,7 @@ import attrs
 import trio
 
 from .core import (
+    Advertisement,
     BootstrapMachine,
     ContactedBy,
     ContactPoint,
@@ -63,6 +71,17 @@ logger = logging.getLogger("bootstrap.node")
 STOP_TIMEOUT = 3.0
 
 
+@attrs.frozen
+class _Handled:
+    """Queued for the driver loop after the server fed the machine an event itself.
+
+    The loop carries out the actions it queued and re-arms its timer (the deadline may have
+    moved), or, if the machine raised, raises ``error`` there: a bug crashes the node loudly.
+    """
+
+    error: Exception | None = None
+
+
 @attrs.frozen(kw_only=True)
 class NodeStatistics:
     """Counters of one node, for logs, the demo table and the benchmark."""
@@ -71,6 +90,19 @@ class NodeStatistics:
     decided_at: float | None
     joined_at: float | None
     prober: ProberStatistics
+
+
+def founding_to_json(settings: Settings, document: SeedNodesDocument) -> dict[str, object]:
+    """The status's ``founding`` object: the formation rule and what the documents say of the
+    founding round (DESIGN section 8), exactly as served."""
+    promise = document.promise
+    return {
+        "formation": settings.formation,
+        "round": document.round,
+        "candidate": document.candidate,
+        "promise": None if promise is None else {"to": str(promise.to), "round": promise.round},
+        "founding": document.founding,
+    }
 
 
 def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> dict[str, object]:
@@ -131,7 +163,7 @@ class Node:
         self.machine = BootstrapMachine(
             settings, self_contact_point=contact_point, self_node=self_node, rng=rng
         )
-        self._events_in, self._events_out = trio.open_memory_channel[Event](math.inf)
+        self._events_in, self._events_out = trio.open_memory_channel[Event | _Handled](math.inf)
         self.prober = self._make_prober(transport)
         self.app = self._make_app()
         self.joined = False
@@ -144,6 +176,8 @@ class Node:
         # A graceful stop (stop()): the driver loop ends, then run() winds down (_wind_down).
         self._stopping = trio.Event()
         self._driving: trio.CancelScope | None = None
+        self._driver_running = False  # the driver loop runs: the server may feed the machine
+        self._advertised: Advertisement | None = None  # as the watchers were last told
         self._served = trio.Event()  # serve_management has returned
         self._joining: trio.Event | None = None  # set when the join last started has ended
 
@@ -177,13 +211,27 @@ class Node:
         )
 
     def document(self) -> SeedNodesDocument:
-        """The seed-nodes document this node serves now."""
+        """The seed-nodes document this node serves now.
+
+        The seed nodes are the membership's; the founding round's fields the machine's
+        advertisement, ``founding`` only while the membership lists no seed nodes (from then on
+        they say it: DESIGN section 8, point 5).
+        """
         seeds = advertised_seed_nodes(
             self._membership.members(),
             self_node=self.self_node,
             max_seed_nodes=self.settings.max_seed_nodes,
         )
-        return SeedNodesDocument(self.self_node, seeds, service_name=self.service_name)
+        advertisement = self.machine.advertisement
+        return SeedNodesDocument(
+            self.self_node,
+            seeds,
+            service_name=self.service_name,
+            round=advertisement.round,
+            candidate=advertisement.candidate,
+            promise=advertisement.promise,
+            founding=advertisement.founding and not seeds,
+        )
 
     def status_json(self) -> dict[str, object]:
         return status_to_json(
@@ -193,6 +241,7 @@ class Node:
                 "selfContactPoint": str(self.contact_point),
                 "selfNode": self.self_node,
                 "joined": self.joined,
+                "founding": founding_to_json(self.settings, self.document()),
             },
         )
 
@@ -217,14 +266,40 @@ class Node:
             status=self.status_json,
             ready=lambda: self.joined,
             on_contacted=lambda peer: self._report(ContactedBy(peer)),
+            on_proposal=lambda peer, round: self._report(ContactedBy(peer, proposal_round=round)),
         )
 
     # --- the driver ---------------------------------------------------------------------------
 
     def _report(self, event: Event) -> None:
-        # Called from the prober, the server and our own tasks; the machine is only touched
-        # by the driver loop, so events queue here (unbounded: at most a few per peer).
+        # Called from the prober, the server and our own tasks. Events queue for the driver
+        # loop (unbounded: at most a few per peer), except the server's: see _handle_at_once.
+        if isinstance(event, ContactedBy) and self._driver_running:
+            self._handle_at_once(event)
+            return
         self._events_in.send_nowait(event)
+
+    def _handle_at_once(self, event: ContactedBy) -> None:
+        """Feed ``event`` to the machine now, in the server's task, not through the queue.
+
+        The server builds its answer as soon as this returns, and the answer to a proposal must
+        show whether this node promised. The machine is synchronous and trio switches tasks
+        only at an await, so no call of the driver loop is interleaved with this one.
+        """
+        try:
+            self.machine.handle(event, trio.current_time())
+        except Exception as error:
+            self._events_in.send_nowait(_Handled(error))
+            return
+        self._advertise_changes()
+        self._events_in.send_nowait(_Handled())
+
+    def _advertise_changes(self) -> None:
+        """Tell the server if the machine's advertisement changed: watchers get it at once."""
+        advertisement = self.machine.advertisement
+        if advertisement != self._advertised:
+            self._advertised = advertisement
+            self.app.notify_changed()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the node until cancelled (everything stops at once) or :meth:`stop` (gracefully)."""
@@ -244,7 +319,12 @@ class Node:
             with trio.CancelScope() as self._driving:
                 if self._stopping.is_set():
                     self._driving.cancel()
-                await self._drive(nursery)
+                self._driver_running = True
+                try:
+                    await self._drive(nursery)
+                finally:
+                    # From here on the server's events only queue: nothing handles them.
+                    self._driver_running = False
             # Only stop() ends the driver loop: no action is carried out from here on.
             with trio.move_on_after(STOP_TIMEOUT) as winding_down:
                 await self._wind_down()
@@ -292,19 +372,25 @@ class Node:
     async def _drive(self, nursery: trio.Nursery) -> None:
         machine = self.machine
         while True:
+            # After every machine call (start, an event, a timer, or the server's own call).
             self._carry_out_actions(nursery)
             self._log_state_change()
+            self._advertise_changes()
             deadline = machine.next_deadline()
             with trio.move_on_at(deadline):
-                event = await self._events_out.receive()
-                machine.handle(event, trio.current_time())
+                item = await self._events_out.receive()
+                if isinstance(item, _Handled):
+                    if item.error is not None:
+                        raise item.error
+                else:
+                    machine.handle(item, trio.current_time())
                 continue
             machine.handle_timer(max(deadline, trio.current_time()))
 
     def _carry_out_actions(self, nursery: trio.Nursery) -> None:
         while (action := self.machine.next_action()) is not None:
             if isinstance(action, Probe):
-                self.prober.probe(action.contact_point)
+                self.prober.probe(action.contact_point, round=action.round)
             elif isinstance(action, StopProbing):
                 self.prober.stop(action.contact_point)
             elif isinstance(action, Lookup):

@@ -61,9 +61,13 @@ def _texts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[object, 
         _text(instance, attribute, item)
 
 
+#: The largest founding-round number (the wire's bound too: a JSON number is exact up to it).
+MAX_ROUND = 2**53
+
+
 def _round(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ROUND:
+        raise UsageError(f"{attribute.name} must be an integer in 0..2**53, got {value!r}")
 
 
 def _optional_round(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -1,12 +1,14 @@
 """The seed-nodes document: what ``GET /bootstrap/seed-nodes`` serves and every watch pushes.
 
 The shape is Akka Management's (DESIGN section 4), so we read what real Akka JVM nodes serve,
-plus two optional extensions, ``clusterId`` and ``serviceName``::
+plus optional extensions: ``clusterId`` and ``serviceName``, and the founding round's (DESIGN
+section 8) ``round``, ``candidate``, ``promise`` and ``founding``::
 
     {"selfNode": "akka://sys@10.0.0.5:25520",
      "seedNodes": [{"node": "akka://sys@10.0.0.3:25520", "nodeUid": -4243213921,
                     "status": "Up", "roles": ["dc-default"]}],
-     "clusterId": "0b6f...", "serviceName": "svc"}
+     "clusterId": "0b6f...", "serviceName": "svc",
+     "round": 2, "promise": {"to": "10.0.0.1:8558", "round": 3}}
 
 Rules:
 
@@ -20,6 +22,17 @@ Rules:
   ``Long``, so signed 64-bit and often negative), ``status`` and ``roles`` are optional with the
   defaults of :class:`Member`, because some Akka versions leave them out. ``clusterId`` and
   ``serviceName`` are a string, null or absent. Unknown fields are ignored everywhere.
+* The founding round's fields: ``round`` is an integer in ``0..MAX_ROUND`` (a node that speaks
+  the round always sends it, 0 before its first round); ``candidate`` and ``founding`` are JSON
+  booleans, written only while true; ``promise`` is an object that needs ``to`` (a
+  ``host:port`` string, parsed as a :class:`ContactPoint`, port required) and ``round`` (other
+  keys ignored). Each may be absent or null (the same as absent). A document without
+  ``round`` (an Akka node's, or a node forming by the lowest-address rule) decodes to
+  ``round=None`` and can carry none of the other three: a ``candidate``, ``promise`` or
+  ``founding`` without a round is refused.
+* A probe asks for a promise with the request header :data:`ROUND_HEADER` (``Bootstrap-Round:
+  <r>``), or on a watch with the text message ``propose <r>`` (:func:`propose_message`); both
+  spell the round as :func:`parse_round` reads it: canonical decimal digits, ``0..MAX_ROUND``.
 * Our own values are validated when built, with the same rules and limits, but a wrong value
   there is our bug, so it raises :class:`UsageError`. The writer never sends a document that a
   reader would refuse, so ``decode_seed_nodes(encode_seed_nodes(doc)) == doc``.
@@ -34,19 +47,26 @@ from typing import Any
 
 import attrs
 
+from . import events
+from .contact_point import ContactPoint
 from .errors import ProtocolError, UsageError
+from .events import Promise
 
 __all__ = [
     "ALIVE_PATH",
     "CONTACT_POINT_HEADER",
+    "MAX_CONTACT_POINT_CHARS",
     "MAX_DOCUMENT_BYTES",
     "MAX_DOCUMENT_SEED_NODES",
     "MAX_NAME_CHARS",
     "MAX_NESTING_DEPTH",
     "MAX_NODE_CHARS",
     "MAX_ROLES",
+    "MAX_ROUND",
     "PROBE_MESSAGE",
+    "PROPOSE_MESSAGE",
     "READY_PATH",
+    "ROUND_HEADER",
     "SEED_NODES_PATH",
     "STATUS_PATH",
     "WATCH_PATH",
@@ -55,6 +75,9 @@ __all__ = [
     "check_service_name",
     "decode_seed_nodes",
     "encode_seed_nodes",
+    "parse_proposal",
+    "parse_round",
+    "propose_message",
 ]
 
 # --- the endpoints and headers every driver shares (DESIGN section 4), defined once ----------
@@ -74,6 +97,13 @@ READY_PATH = "/ready"
 CONTACT_POINT_HEADER = "Bootstrap-Contact-Point"
 #: The watch client's text message that asks for the document now.
 PROBE_MESSAGE = "probe"
+#: The request header that asks the peer for a promise for that founding round (DESIGN section
+#: 8): ``Bootstrap-Round: 3``. Only with :data:`CONTACT_POINT_HEADER`: a proposal names its
+#: candidate.
+ROUND_HEADER = "Bootstrap-Round"
+#: The watch client's text message that asks for a promise, and for the document at once:
+#: ``propose 3`` (this word, one space, the round), sent instead of :data:`PROBE_MESSAGE`.
+PROPOSE_MESSAGE = "propose"
 
 #: Largest body a reader accepts, in bytes; larger bodies are refused before being decoded.
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -89,9 +119,21 @@ MAX_NAME_CHARS = 256
 MAX_DOCUMENT_SEED_NODES = 1000
 #: Most roles one member may carry.
 MAX_ROLES = 64
+#: Largest founding round a reader accepts (defined with the events): 2**53, the largest integer
+#: every JSON reader (a JavaScript one included) holds exactly. A machine opens a round per probe
+#: period at most.
+MAX_ROUND = events.MAX_ROUND
+#: Longest ``host:port`` a reader accepts (``promise.to``, the contact-point header): a
+#: 253-character hostname, brackets and a port fit.
+MAX_CONTACT_POINT_CHARS = 300
 
 _MIN_NODE_UID = -(2**63)
 _MAX_NODE_UID = 2**63 - 1
+# A round as the header and the watch message spell it: decimal digits without sign, spaces or
+# leading zeros (one spelling per number), at most as many as MAX_ROUND has.
+_ROUND_TEXT = re.compile(rf"0|[1-9][0-9]{{0,{len(str(MAX_ROUND)) - 1}}}")
+# Peer-supplied text quoted in an error message is cut to this.
+_MAX_QUOTED_CHARS = 40
 
 # Splits a JSON text into the tokens that matter for nesting: whole strings (skipped, so a "[" in
 # a string does not count) and brackets. A string token runs to its closing quote or, if it has
@@ -161,6 +203,40 @@ def _check_node_uid(value: object, where: str, error: type[ValueError]) -> int:
     return value
 
 
+def _check_round(value: object, where: str, error: type[ValueError]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"{where} must be an integer, got {_json_type(value)}")
+    if not 0 <= value <= MAX_ROUND:
+        raise error(f"{where} is {value}, outside 0..{MAX_ROUND}")
+    return value
+
+
+def _check_flag(value: object, where: str, error: type[ValueError]) -> bool:
+    if not isinstance(value, bool):
+        raise error(f"{where} must be a boolean, got {_json_type(value)}")
+    return value
+
+
+def _check_contact_point(value: object, where: str, error: type[ValueError]) -> ContactPoint:
+    text = _check_text(value, where, error, max_chars=MAX_CONTACT_POINT_CHARS, non_empty=True)
+    if not text.isascii():
+        raise error(f"{where} must be an ASCII host:port, got {_quoted(text)}")
+    try:
+        contact_point = ContactPoint.parse(text)
+    except ValueError as exc:  # UsageError, or int()'s refusal of a digit it cannot convert
+        raise error(f"{where} is not a contact point: {exc}") from None
+    if contact_point.port is None:
+        # A promise names its candidate exactly; guessing a port could credit the wrong node.
+        raise error(f"{where} must be host:port, got {_quoted(text)} without a port")
+    return contact_point
+
+
+def _quoted(text: str) -> str:
+    if len(text) > _MAX_QUOTED_CHARS:
+        text = text[:_MAX_QUOTED_CHARS] + "..."
+    return repr(text)
+
+
 def _check_count(
     items: tuple[Any, ...] | list[Any],
     where: str,
@@ -217,6 +293,26 @@ def _roles(instance: object, attribute: attrs.Attribute[Any], value: tuple[objec
         )
 
 
+def _optional_round(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _check_round(value, _owner(instance, attribute), UsageError)
+
+
+def _flag(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_flag(value, _owner(instance, attribute), UsageError)
+
+
+def _optional_promise(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    where = _owner(instance, attribute)
+    if not isinstance(value, Promise):
+        raise UsageError(f"{where} must be a Promise or None, got {value!r}")
+    if value.to.port is None:
+        raise UsageError(f"{where}.to must have a port: readers refuse {value.to} without one")
+    _check_round(value.round, f"{where}.round", UsageError)
+
+
 def _members(instance: object, attribute: attrs.Attribute[Any], value: tuple[object, ...]) -> None:
     where = _owner(instance, attribute)
     _check_count(value, where, UsageError, limit=MAX_DOCUMENT_SEED_NODES, what="members")
@@ -245,12 +341,36 @@ class SeedNodesDocument:
 
     ``seed_nodes`` is empty while the node has not joined a cluster. ``cluster_id`` and
     ``service_name`` are our extensions; ``None`` leaves them out of the encoded document.
+
+    The founding round's fields (DESIGN section 8), keyword-only: ``round`` is the node's latest
+    round number (``None``: it speaks no founding round, as an Akka node); ``candidate`` that it
+    proposes in that round; ``promise`` the promise it holds; ``founding`` that it decided to
+    form a cluster whose members it does not list yet. Without a round the other three must
+    keep their defaults.
     """
 
     self_node: str = attrs.field(validator=_node)
     seed_nodes: tuple[Member, ...] = attrs.field(converter=_to_tuple, validator=_members)
     cluster_id: str | None = attrs.field(default=None, validator=_optional_name)
     service_name: str | None = attrs.field(default=None, validator=_optional_name)
+    round: int | None = attrs.field(default=None, kw_only=True, validator=_optional_round)
+    candidate: bool = attrs.field(default=False, kw_only=True, validator=_flag)
+    promise: Promise | None = attrs.field(default=None, kw_only=True, validator=_optional_promise)
+    founding: bool = attrs.field(default=False, kw_only=True, validator=_flag)
+
+    def __attrs_post_init__(self) -> None:
+        if self.round is None:
+            for name in _ROUND_ONLY_FIELDS:
+                if getattr(self, name) != _NO_ROUND_DEFAULTS[name]:
+                    raise UsageError(
+                        f"SeedNodesDocument.{name} needs a round: a document without one (a "
+                        "node forming by the lowest-address rule) says nothing of a founding round"
+                    )
+
+
+# The fields a document may only carry with a round, and their defaults.
+_ROUND_ONLY_FIELDS = ("candidate", "promise", "founding")
+_NO_ROUND_DEFAULTS: dict[str, object] = {"candidate": False, "promise": None, "founding": False}
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -280,6 +400,14 @@ def encode_seed_nodes(doc: SeedNodesDocument) -> bytes:
         body["clusterId"] = doc.cluster_id
     if doc.service_name is not None:
         body["serviceName"] = doc.service_name
+    if doc.round is not None:
+        body["round"] = doc.round
+    if doc.candidate:
+        body["candidate"] = True
+    if doc.promise is not None:
+        body["promise"] = {"to": str(doc.promise.to), "round": doc.promise.round}
+    if doc.founding:
+        body["founding"] = True
     # The values were validated when built (no surrogates, no floats), so this cannot fail.
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     if len(data) > MAX_DOCUMENT_BYTES:
@@ -403,7 +531,80 @@ def decode_seed_nodes(data: bytes) -> SeedNodesDocument:
     ]
     cluster_id = _check_optional_name(parsed.get("clusterId"), "clusterId", ProtocolError)
     service_name = _check_optional_name(parsed.get("serviceName"), "serviceName", ProtocolError)
-    return SeedNodesDocument(self_node, members, cluster_id, service_name)
+    round_value = parsed.get("round")
+    round = None if round_value is None else _check_round(round_value, "round", ProtocolError)
+    candidate = _decode_flag(parsed, "candidate")
+    promise = _decode_promise(parsed.get("promise"), "promise")
+    founding = _decode_flag(parsed, "founding")
+    if round is None:
+        for name, value in (("candidate", candidate), ("promise", promise), ("founding", founding)):
+            if value != _NO_ROUND_DEFAULTS[name]:
+                raise ProtocolError(
+                    f"{name} is set but round is missing: a node that speaks the founding round "
+                    "always sends its round"
+                )
+    return SeedNodesDocument(
+        self_node,
+        members,
+        cluster_id,
+        service_name,
+        round=round,
+        candidate=candidate,
+        promise=promise,
+        founding=founding,
+    )
+
+
+def _decode_flag(parsed: dict[str, Any], key: str) -> bool:
+    value = parsed.get(key)
+    return False if value is None else _check_flag(value, key, ProtocolError)
+
+
+def _decode_promise(value: object, where: str) -> Promise | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where} must be an object, got {_json_type(value)}")
+    to = _check_contact_point(_field(value, "to", f"{where}.to"), f"{where}.to", ProtocolError)
+    round = _check_round(_field(value, "round", f"{where}.round"), f"{where}.round", ProtocolError)
+    return Promise(to, round)
+
+
+# --- the round on a request and on a watch ------------------------------------------------------
+
+
+def parse_round(text: str, *, where: str = ROUND_HEADER) -> int:
+    """The round spelled by ``text`` (a :data:`ROUND_HEADER` value, a proposal's round).
+
+    Canonical decimal digits only (no sign, spaces or leading zeros), ``0..MAX_ROUND``; anything
+    else raises :class:`ProtocolError` naming ``where``.
+    """
+    if not isinstance(text, str):
+        raise UsageError(f"parse_round() takes a string, got {type(text).__name__}")
+    if _ROUND_TEXT.fullmatch(text) is None or int(text) > MAX_ROUND:
+        raise ProtocolError(
+            f"{where} must be a decimal integer in 0..{MAX_ROUND}, got {_quoted(text)}"
+        )
+    return int(text)
+
+
+def propose_message(round: int) -> str:
+    """The watch message that asks for a promise for ``round``: ``"propose 3"``."""
+    _check_round(round, "the proposed round", UsageError)
+    return f"{PROPOSE_MESSAGE} {round}"
+
+
+def parse_proposal(message: str) -> int | None:
+    """The round a watch message proposes; ``None`` if it is no ``propose`` message at all.
+
+    A ``propose`` message whose round is missing or malformed raises :class:`ProtocolError`.
+    """
+    word, space, rest = message.partition(" ")
+    if word != PROPOSE_MESSAGE:
+        return None
+    if not space:
+        raise ProtocolError(f"the {PROPOSE_MESSAGE!r} message carries no round")
+    return parse_round(rest, where=f"the round of a {PROPOSE_MESSAGE!r} message")
 
 
 def check_service_name(doc: SeedNodesDocument, expected: str | None) -> None:

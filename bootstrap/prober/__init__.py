@@ -20,6 +20,10 @@ ports; slowing the probe only divided the leak. Here (DESIGN sections 4 and 5):
 * **We close.** Connections are closed by this side (after ``stop()``, ``stop_all()`` or when
   :meth:`Prober.run` ends), so TIME_WAIT lands on the prober, bounded by its peer count. Sockets
   are closed normally, never with ``SO_LINGER 0``.
+* **A probe may ask for a promise** (DESIGN section 8): ``probe(cp, round=r)`` sends the
+  ``Bootstrap-Round: <r>`` header on a poll or on the handshake that opens a watch, or the
+  message ``propose <r>`` on an open watch; the answer's founding fields (``round``,
+  ``candidate``, ``promise``, ``founding``) are reported in ``ProbeSucceeded``.
 * **Timeouts are cancel scopes** of ``probe_timeout``: a timed-out request is really cancelled
   (httpx's own timeouts are off, so exactly one clock decides). In-flight probes are bounded
   globally by a :class:`trio.CapacityLimiter`, and the wait for a slot is inside the timeout;
@@ -46,11 +50,18 @@ The modules, one job each (each states its own rules):
 * :mod:`._prober`: :class:`Prober`, its per-peer workers, and the one place outcomes are
   reported.
 
-The paths, the header name and the watch's message are the wire's (:mod:`bootstrap.core.wire`),
-re-exported here.
+The paths, the header names and the watch's messages are the wire's
+(:mod:`bootstrap.core.wire`), re-exported here.
 """
 
-from ..core.wire import CONTACT_POINT_HEADER, PROBE_MESSAGE, SEED_NODES_PATH, WATCH_PATH
+from ..core.wire import (
+    CONTACT_POINT_HEADER,
+    PROBE_MESSAGE,
+    PROPOSE_MESSAGE,
+    ROUND_HEADER,
+    SEED_NODES_PATH,
+    WATCH_PATH,
+)
 from ._prober import Prober
 from ._types import (
     ConnectionChurnError,
@@ -64,6 +75,8 @@ from ._types import (
 __all__ = [
     "CONTACT_POINT_HEADER",
     "PROBE_MESSAGE",
+    "PROPOSE_MESSAGE",
+    "ROUND_HEADER",
     "SEED_NODES_PATH",
     "WATCH_PATH",
     "ConnectWebsocket",

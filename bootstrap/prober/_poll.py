@@ -14,6 +14,9 @@ Rules:
   (a longer one is cut while reading, an announced one not read at all), and read even when the
   answer is refused (a non-200, a wrong Content-Type): a finished response keeps the connection,
   so a peer answering garbage still costs no reconnect per probe.
+* **A proposal is a header.** A poll for a probe that carries a founding round sends
+  ``Bootstrap-Round: <r>``; the peer answers with its document as always, built after it
+  weighed the proposal, so the answer shows whether it promised.
 * **An outcome, not a report.** :func:`poll` returns a :data:`~._failures.Outcome`; it reports
   nothing itself. Only :data:`~._failures.PEER_ERRORS` become failures; other exceptions are
   bugs and propagate.
@@ -29,7 +32,7 @@ import httpx
 import trio
 
 from ..core import ContactPoint
-from ..core.wire import MAX_DOCUMENT_BYTES
+from ..core.wire import MAX_DOCUMENT_BYTES, ROUND_HEADER
 from ._failures import (
     PEER_ERRORS,
     Document,
@@ -88,20 +91,22 @@ async def poll(
     *,
     url: str,
     address: ContactPoint,
+    round: int | None,
     trace: TraceHook,
     probe_timeout: float,
     limiter: trio.CapacityLimiter,
     counters: Counters,
     secret_sent: bool,
 ) -> Outcome:
-    """Ask ``address`` for its document once; what it answered, or why it did not."""
+    """Ask ``address`` for its document once (for a promise for ``round``, if set); what it
+    answered, or why it did not."""
     slot_taken = False
     with trio.move_on_after(probe_timeout):
         async with limiter:
             slot_taken = True
             counters.probes_sent += 1
             try:
-                return await _get_seed_nodes(client, url, address, trace, secret_sent)
+                return await _get_seed_nodes(client, url, address, round, trace, secret_sent)
             except PEER_ERRORS as error:
                 return describe(error, address)
     # Only the deadline ends the scope without an outcome.
@@ -112,10 +117,12 @@ async def _get_seed_nodes(
     client: httpx.AsyncClient,
     url: str,
     address: ContactPoint,
+    round: int | None,
     trace: TraceHook,
     secret_sent: bool,
 ) -> Outcome:
-    async with client.stream("GET", url, extensions={"trace": trace}) as response:
+    headers = None if round is None else {ROUND_HEADER: str(round)}
+    async with client.stream("GET", url, headers=headers, extensions={"trace": trace}) as response:
         encoding = response.headers.get("content-encoding", "identity").lower()
         if encoding != "identity":
             # Left unread: the connection is closed rather than reused (the size limit holds

@@ -27,6 +27,10 @@ Rules:
     would let a flooding peer make us reconnect on every probe, the churn this project exists to
     prevent; ``watch_retry_after`` bounds that to one reconnect per several minutes.
 
+* **A probe may carry a founding round** (DESIGN section 8): ``probe(cp, round=r)`` asks the
+  peer for a promise, with the ``Bootstrap-Round`` header on a poll or on the handshake that
+  opens a watch, or the message ``propose <r>`` on an open watch. The answer is the same
+  document either way; its founding fields go into ``ProbeSucceeded``.
 * **Bugs crash.** Only what peers and the network can cause becomes a failure
   (:data:`~._failures.PEER_ERRORS`); any other exception propagates out of :meth:`Prober.run`.
 """
@@ -47,7 +51,7 @@ import trio
 
 from .._version import __version__
 from ..core import ContactPoint, Event, ProbeFailed, ProbeSucceeded, Settings, UsageError
-from ..core.wire import CONTACT_POINT_HEADER, SEED_NODES_PATH, SeedNodesDocument
+from ..core.wire import CONTACT_POINT_HEADER, MAX_ROUND, SEED_NODES_PATH, SeedNodesDocument
 from ..security import Security
 from ._failures import Document, Failure, Outcome, judge_document
 from ._poll import PoolPerPeer, TraceHook, poll
@@ -80,6 +84,7 @@ class _Peer:
         "logged_at",
         "logged_kind",
         "requested",
+        "requested_round",
         "scopes",
         "stopped",
         "trace",
@@ -99,6 +104,7 @@ class _Peer:
         self.trace = trace
         self.scopes: set[trio.CancelScope] = set()  # what stop() cancels (see _until_stopped)
         self.requested = trio.Event()  # set by probe(), replaced when the worker takes it
+        self.requested_round: int | None = None  # the round that probe asks a promise for
         self.in_flight = False
         self.stopped = False
         self.detached_pool: httpx.AsyncBaseTransport | None = None
@@ -254,11 +260,16 @@ class Prober:
                 task_status.started()
                 await closing.wait()
 
-    def probe(self, contact_point: ContactPoint) -> None:
+    def probe(self, contact_point: ContactPoint, *, round: int | None = None) -> None:
         """Probe ``contact_point`` now, in the background; its result is reported.
 
-        If a probe of it is still in flight, this does nothing (the machine never asks for two).
+        With ``round`` the probe asks the peer for a promise for that founding round. If a probe
+        of it is still in flight, this does nothing (the machine never asks for two).
         """
+        if round is not None and (
+            isinstance(round, bool) or not isinstance(round, int) or not 0 <= round <= MAX_ROUND
+        ):
+            raise UsageError(f"round must be None or an integer in 0..{MAX_ROUND}, got {round!r}")
         nursery = self._nursery
         if nursery is None:
             raise UsageError("Prober.probe() needs Prober.run() running: nursery.start(prober.run)")
@@ -274,6 +285,7 @@ class Prober:
             logger.debug("%s: a probe is already in flight; not sending another", contact_point)
             return
         peer.in_flight = True
+        peer.requested_round = round
         peer.requested.set()
 
     def stop(self, contact_point: ContactPoint) -> None:
@@ -387,6 +399,10 @@ class Prober:
                 judged.self_node,
                 [member.node for member in judged.seed_nodes],
                 judged.cluster_id,
+                round=judged.round,
+                candidate=judged.candidate,
+                promise=judged.promise,
+                founding=judged.founding,
             )
         )
 
@@ -411,15 +427,17 @@ class Prober:
     async def _serve_peer(self, peer: _Peer) -> None:
         try:
             while True:
+                round: int | None = None
                 with self._until_stopped(peer):
-                    await self._next_request(peer)
+                    round = await self._next_request(peer)
                     if not self._may_watch(peer.address):
-                        await self._poll(peer)
+                        await self._poll(peer, round)
                         continue
                 if peer.stopped:
                     break
                 end = await self._watch_client.watch(
                     peer.address,
+                    round=round,
                     stoppable=functools.partial(self._until_stopped, peer),
                     next_request=functools.partial(self._next_request, peer),
                     emit=functools.partial(self._report_outcome, peer),
@@ -435,9 +453,9 @@ class Prober:
                         peer.contact_point,
                         end.status_code,
                     )
-                    # The probe still in flight is answered by polling.
+                    # The probe still in flight (its proposal too) is answered by polling.
                     with self._until_stopped(peer):
-                        await self._poll(peer)
+                        await self._poll(peer, round)
                 # Otherwise the watch has ended and emitted why; the next probe reopens it.
         finally:
             if peer.detached_pool is not None:
@@ -455,17 +473,21 @@ class Prober:
         del self._watch_again_at[address]
         return True
 
-    async def _next_request(self, peer: _Peer) -> None:
+    async def _next_request(self, peer: _Peer) -> int | None:
+        """Wait for the next probe of ``peer``; the round it proposes, if any."""
         await peer.requested.wait()
         peer.requested = trio.Event()
+        round, peer.requested_round = peer.requested_round, None
+        return round
 
-    async def _poll(self, peer: _Peer) -> None:
+    async def _poll(self, peer: _Peer, round: int | None) -> None:
         client = self._client
         assert client is not None  # workers only run inside run()
         outcome = await poll(
             client,
             url=peer.url,
             address=peer.address,
+            round=round,
             trace=peer.trace,
             probe_timeout=self._settings.probe_timeout,
             limiter=self._limiter,

@@ -3,11 +3,17 @@
 Rules (DESIGN section 4):
 
 * **Opening answers the probe in flight.** The wait for a probe slot, the TCP and websocket
-  handshakes and the first document together get one ``probe_timeout``.
-* **A later probe is the text message** ``probe`` on the same connection. Any document that
-  arrives after it answers it, pushed or asked for (the machine treats them alike). No document
-  within ``probe_timeout`` (the slot included): the watch is presumed dead, since a half-open
-  connection looks exactly like this, and it ends; the next probe opens a new one.
+  handshakes and the first document together get one ``probe_timeout``. A watch opened for a
+  probe that carries a founding round sends ``Bootstrap-Round: <r>`` on its handshake: the
+  server weighs the proposal before it pushes the first document, so that document answers it
+  and the proposal costs no round trip beyond the handshake (a ``propose`` message after the
+  first document would cost a second one, and the first document would answer the probe
+  without showing the promise).
+* **A later probe is the text message** ``probe`` on the same connection, or ``propose <r>``
+  when it carries a founding round. Any document that arrives after it answers it, pushed or
+  asked for (the machine treats them alike). No document within ``probe_timeout`` (the slot
+  included): the watch is presumed dead, since a half-open connection looks exactly like this,
+  and it ends; the next probe opens a new one.
 * **A watch ends once**, and its end is emitted the moment it is seen, before the close, which
   may wait up to :data:`_CLOSE_TIMEOUT` for a peer that does not finish the close handshake. The
   reader and the task that sends ``probe`` can both see the end; only the first counts.
@@ -36,7 +42,13 @@ import trio
 import trio_websocket
 
 from ..core import ContactPoint, Settings
-from ..core.wire import MAX_DOCUMENT_BYTES, PROBE_MESSAGE, WATCH_PATH
+from ..core.wire import (
+    MAX_DOCUMENT_BYTES,
+    PROBE_MESSAGE,
+    ROUND_HEADER,
+    WATCH_PATH,
+    propose_message,
+)
 from ._failures import (
     PEER_ERRORS,
     Document,
@@ -218,14 +230,17 @@ class WatchClient:
         self,
         address: ContactPoint,
         *,
+        round: int | None,
         stoppable: Callable[[], AbstractContextManager[None]],
-        next_request: Callable[[], Awaitable[None]],
+        next_request: Callable[[], Awaitable[int | None]],
         emit: Callable[[Outcome], None],
     ) -> WatchEnd:
         """Open a watch on ``address`` and serve it until it ends; how it ended.
 
-        ``stoppable()`` is the worker's region that ``stop()`` cancels; ``next_request()``
-        returns when the machine asks for the next probe; ``emit`` takes every outcome.
+        ``round`` is the founding round the probe in flight proposes, if any (the handshake
+        carries it). ``stoppable()`` is the worker's region that ``stop()`` cancels;
+        ``next_request()`` returns when the machine asks for the next probe, with the round it
+        proposes; ``emit`` takes every outcome.
         """
         session = _Session(emit, self._counters)
         rejected: BaseException | None = None
@@ -234,7 +249,7 @@ class WatchClient:
             # that after a stop() it still completes the close handshake promptly.
             async with trio.open_nursery() as nursery:
                 with stoppable():
-                    await self._open_and_serve(address, nursery, session, next_request)
+                    await self._open_and_serve(address, round, nursery, session, next_request)
                 # What remains is the reader task, which has nothing left to read.
                 nursery.cancel_scope.cancel()
         # trio-websocket raises a rejected handshake from its reader task, hence the groups.
@@ -253,11 +268,15 @@ class WatchClient:
     async def _open_and_serve(
         self,
         address: ContactPoint,
+        round: int | None,
         nursery: trio.Nursery,
         session: _Session,
-        next_request: Callable[[], Awaitable[None]],
+        next_request: Callable[[], Awaitable[int | None]],
     ) -> None:
         timeout = self._settings.probe_timeout
+        headers = self._headers
+        if round is not None:
+            headers = [*headers, (ROUND_HEADER.encode(), str(round).encode())]
         connection: WatchConnection | None = None
         slot_taken = False
         try:
@@ -269,7 +288,7 @@ class WatchClient:
                         nursery,
                         address,
                         resource=WATCH_PATH,
-                        extra_headers=self._headers,
+                        extra_headers=headers,
                         max_message_size=_MAX_WATCH_MESSAGE,
                     )
                     self._counters.open_watches += 1
@@ -293,7 +312,7 @@ class WatchClient:
         self,
         connection: WatchConnection,
         session: _Session,
-        next_request: Callable[[], Awaitable[None]],
+        next_request: Callable[[], Awaitable[int | None]],
     ) -> None:
         # Messages are counted per window of watch_push_interval (a fixed window: a server
         # keeping to the protocol stays far below the bound even across a window's edge). The
@@ -328,11 +347,12 @@ class WatchClient:
         self,
         connection: WatchConnection,
         session: _Session,
-        next_request: Callable[[], Awaitable[None]],
+        next_request: Callable[[], Awaitable[int | None]],
     ) -> None:
         timeout = self._settings.probe_timeout
         while True:
-            await next_request()
+            round = await next_request()
+            message = PROBE_MESSAGE if round is None else propose_message(round)
             slot_taken = False
             with trio.move_on_after(timeout) as waiting:
                 async with self._limiter:
@@ -340,7 +360,7 @@ class WatchClient:
                     answered = session.answered = trio.Event()
                     self._counters.probes_sent += 1
                     try:
-                        await connection.send_message(PROBE_MESSAGE)
+                        await connection.send_message(message)
                     except trio_websocket.ConnectionClosed as closed:
                         session.ended(watch_closed(closed))
                         return

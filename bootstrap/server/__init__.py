@@ -4,7 +4,8 @@ Endpoints (DESIGN section 4):
 
 * ``GET /bootstrap/seed-nodes``: the seed-nodes document, ``application/json``.
 * ``WS /bootstrap/watch``: the same document on connect, again whenever it changes, and at least
-  every ``settings.watch_push_interval``; a client text message ``probe`` asks for it at once.
+  every ``settings.watch_push_interval``; a client text message ``probe`` asks for it at once,
+  ``propose <r>`` too, asking for a promise for founding round ``r`` (DESIGN section 8).
 * ``GET /bootstrap/status``, ``GET /alive``, ``GET /ready`` (503 until joined).
 
 Nothing a peer sends, and no exception from the node's callbacks, escapes the app: a callback
@@ -13,14 +14,15 @@ its own rules:
 
 * :mod:`.app`: :class:`ManagementApp`, the router the node builds and notifies.
 * :mod:`.http_endpoints`: the HTTP endpoints; :mod:`.watch`: the watch endpoint.
-* :mod:`.contacts`: the ``Bootstrap-Contact-Point`` header, turned into ``on_contacted(cp)``.
+* :mod:`.contacts`: the ``Bootstrap-Contact-Point`` header, turned into ``on_contacted(cp)``,
+  and a proposal (``Bootstrap-Round``, ``propose <r>``) into ``on_proposal(cp, round)``.
 * :mod:`.limits`: :class:`ServerLimits`, :class:`ServerStatistics`, refusal accounting.
 * :mod:`.asgi`: the ASGI types and what is read from a scope.
 * :mod:`.require_secret`: :class:`RequireSecret`, the shared secret enforced.
 * :mod:`.handshake_alert`: how a refused TLS handshake ends.
 * :mod:`.serving`: the hypercorn configuration and :func:`serve_management`.
 
-The paths, the header name and the watch's message are the wire's (:mod:`bootstrap.core.wire`);
+The paths, the header names and the watch's messages are the wire's (:mod:`bootstrap.core.wire`);
 the keep-alive timeout is the settings' (:attr:`bootstrap.Settings.server_keep_alive_timeout`).
 """
 

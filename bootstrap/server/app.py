@@ -35,8 +35,12 @@ class ManagementApp:
     The callbacks are the node's: ``document()`` and ``status()`` build what is served,
     ``ready()`` says whether the node has joined, and ``on_contacted(cp)`` is called for every
     seed-nodes request, watch handshake and watch ``probe`` message that carries a valid
-    ``Bootstrap-Contact-Point`` header. Callbacks run in the server's trio tasks: keep them quick
-    and non-blocking.
+    ``Bootstrap-Contact-Point`` header. ``on_proposal(cp, round)`` is called instead when that
+    contact also asks for a promise (``Bootstrap-Round: <r>``, or the watch message ``propose
+    <r>``; DESIGN section 8); without it a proposal counts as a plain contact. The document that
+    answers a contact is built after its callback returns, so a node that handles the event
+    there and then answers with its consequence (the promise just given). Callbacks run in the
+    server's trio tasks: keep them quick and non-blocking.
     """
 
     def __init__(
@@ -49,13 +53,14 @@ class ManagementApp:
         status: Callable[[], dict[str, object]],
         ready: Callable[[], bool],
         on_contacted: Callable[[ContactPoint], None],
+        on_proposal: Callable[[ContactPoint, int], None] | None = None,
         limits: ServerLimits = _DEFAULT_LIMITS,
     ) -> None:
         self._self_contact_point = self_contact_point
         self._service_name = service_name
         self._limits = limits
         self._refusals = Refusals()
-        contacts = Contacts(on_contacted)
+        contacts = Contacts(on_contacted, on_proposal)
 
         def encoded_document() -> bytes:
             return encode_seed_nodes(document())

@@ -13,7 +13,9 @@ Rules:
   than ``max_requests_per_client`` in flight from one address (429 with ``retry-after``). The
   413 and 431 close the connection.
 * The seed-nodes request's ``Bootstrap-Contact-Point`` counts as a contact even if the answer
-  then fails: the peer is alive all the same. No other endpoint reads the header.
+  then fails: the peer is alive all the same. Its ``Bootstrap-Round`` (a proposal, DESIGN
+  section 8) goes to the node with it, before the document is built, so the answer shows
+  whether this node promised. No other endpoint reads either header.
 * A node callback that raises, or a status that is not JSON-ready, gives a JSON 500 and is
   logged; nothing escapes to the server.
 """
@@ -130,7 +132,11 @@ class HttpEndpoints:
         """Status and body (JSON-ready, or bytes already encoded) for a GET of a known path."""
         if path == SEED_NODES_PATH:
             # A contact counts even if we then fail to answer: the peer is alive all the same.
-            self._contacts.note(self._contacts.from_headers(scope))
+            # Noted before the document is built: the answer must show a promise just given.
+            self._contacts.note(
+                self._contacts.from_headers(scope),
+                proposal_round=self._contacts.proposal_round(scope),
+            )
         try:
             if path == SEED_NODES_PATH:
                 return 200, self._encoded_document()

@@ -7,6 +7,11 @@ Rules:
   ``settings.watch_push_interval`` even when unchanged: that resend is the liveness signal that
   keeps this node's answer fresh at the watching peer. A client text message ``probe`` asks for
   it at once, and counts as a contact like the handshake's ``Bootstrap-Contact-Point``.
+* A proposal (DESIGN section 8), ``Bootstrap-Round: <r>`` on the handshake or the message
+  ``propose <r>``, is handed to the node before the document that answers it is built, so that
+  document shows whether this node promised: the handshake's before the first push, a message's
+  before the push it asks for. A ``propose`` with a malformed round is answered like ``probe``
+  (:mod:`.contacts` has the parsing rules).
 * Refused before the handshake is accepted (so never a contact): another path (404), and,
   counted as refusals, a head over ``max_header_bytes`` (431), a handshake offering extensions
   (400: compression would inflate without bound), more than ``max_watches_per_client`` open
@@ -32,7 +37,7 @@ from typing import Final
 import trio
 
 from ..core import ContactPoint, Settings
-from ..core.wire import PROBE_MESSAGE, WATCH_PATH
+from ..core.wire import WATCH_PATH
 from .asgi import (
     Receive,
     Scope,
@@ -171,7 +176,8 @@ class WatchEndpoint:
 
     async def _serve_watch(self, scope: Scope, client: str, receive: Receive, send: Send) -> None:
         contact_point = self._contacts.from_headers(scope)
-        self._contacts.note(contact_point)
+        # Before the first push is built: it answers the handshake's proposal, if any.
+        self._contacts.note(contact_point, proposal_round=self._contacts.proposal_round(scope))
         await send({"type": "websocket.accept"})
         watch = _Watch()
         self._watches.add(watch)
@@ -275,13 +281,15 @@ class WatchEndpoint:
                 len(text.encode("utf-8", "surrogatepass")) if text is not None else len(data or b"")
             )
             if size > MAX_CLIENT_MESSAGE_BYTES:
-                # Clients only ever send "probe": anything big is a bug or abuse, not a request.
+                # Clients only send "probe" and "propose <r>": anything big is a bug or abuse.
                 # (hypercorn already closes with 1009 beyond the same size; this is the backstop.)
                 detail = f"a watch client sent a {size}-byte message"
                 self._refusals.refuse(REFUSED_MESSAGE_SIZE, client, detail)
                 raise _Closing(_WS_MESSAGE_TOO_BIG)
-            if text == PROBE_MESSAGE:
-                self._contacts.note(contact_point)
+            request = self._contacts.watch_request(text)
+            if request is not None:
+                # Noted before the push it asks for is built, so that push shows any promise.
+                self._contacts.note(contact_point, proposal_round=request.proposal_round)
                 watch.probe_requested = True
                 watch.wake.set()
             # Anything else is ignored: later protocol versions may send more kinds of messages.

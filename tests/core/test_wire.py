@@ -14,24 +14,35 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bootstrap.core import ContactPoint, Promise
 from bootstrap.core.errors import ProtocolError, UsageError
 from bootstrap.core.wire import (
+    MAX_CONTACT_POINT_CHARS,
     MAX_DOCUMENT_BYTES,
     MAX_DOCUMENT_SEED_NODES,
     MAX_NAME_CHARS,
     MAX_NESTING_DEPTH,
     MAX_NODE_CHARS,
     MAX_ROLES,
+    MAX_ROUND,
+    PROPOSE_MESSAGE,
+    ROUND_HEADER,
     Member,
     SeedNodesDocument,
     check_service_name,
     decode_seed_nodes,
     encode_seed_nodes,
+    parse_proposal,
+    parse_round,
+    propose_message,
 )
+
+from ..strategies import contact_points
 
 AKKA_DOCUMENT = (
     b'{"selfNode":"akka://sys@10.0.0.5:25520","seedNodes":[{"node":"akka://sys@10.0.0.3:25520",'
@@ -59,6 +70,26 @@ documents = st.builds(
     cluster_id=st.none() | _texts,
     service_name=st.none() | _texts,
 )
+
+_rounds = st.integers(0, 3) | st.integers(0, MAX_ROUND)
+promises = st.builds(Promise, to=contact_points(with_port=True), round=_rounds)
+
+
+@st.composite
+def founding_documents(draw: st.DrawFn) -> SeedNodesDocument:
+    """A document with any founding-round fields (none of them without a round)."""
+    doc = draw(documents)
+    round = draw(st.none() | _rounds)
+    if round is None:
+        return doc
+    return attrs.evolve(
+        doc,
+        round=round,
+        candidate=draw(st.booleans()),
+        promise=draw(st.none() | promises),
+        founding=draw(st.booleans()),
+    )
+
 
 json_values = st.recursive(
     st.none()
@@ -91,6 +122,17 @@ document_likes = st.fixed_dictionaries(
         "seedNodes": st.lists(member_likes | json_values, max_size=4) | json_values,
         "clusterId": _texts | json_values,
         "serviceName": _texts | json_values,
+        "round": _rounds | json_values,
+        "candidate": st.booleans() | json_values,
+        "founding": st.booleans() | json_values,
+        "promise": st.fixed_dictionaries(
+            {},
+            optional={
+                "to": st.sampled_from(["10.0.0.1:8558", "[::1]:1", "h"]) | json_values,
+                "round": _rounds | json_values,
+            },
+        )
+        | json_values,
         "extra": json_values,
     },
 )
@@ -529,3 +571,262 @@ def test_check_service_name_rejects_another_service() -> None:
         "peer serves service 'billing', expected 'orders' "
         "(a recycled address now serving another deployment?)"
     )
+
+
+# --- the founding round's fields (DESIGN section 8) ---------------------------------------------
+
+CANDIDATE = ContactPoint("10.0.0.1", 8558)
+
+
+@given(founding_documents())
+def test_round_trip_with_founding_fields(doc: SeedNodesDocument) -> None:
+    """Every document with founding-round fields decodes back to itself, and re-encodes alike."""
+    encoded = encode_seed_nodes(doc)
+    assert decode_seed_nodes(encoded) == doc
+    assert encode_seed_nodes(decode_seed_nodes(encoded)) == encoded
+
+
+def test_encode_spells_every_founding_field() -> None:
+    """``round``, ``candidate``, ``promise`` and ``founding`` follow the other extensions."""
+    doc = SeedNodesDocument(
+        "a",
+        [],
+        service_name="svc",
+        round=2,
+        candidate=True,
+        promise=Promise(ContactPoint("fd00::1", 9000), 3),
+        founding=True,
+    )
+    assert encode_seed_nodes(doc) == (
+        b'{"selfNode":"a","seedNodes":[],"serviceName":"svc","round":2,"candidate":true,'
+        b'"promise":{"to":"[fd00::1]:9000","round":3},"founding":true}'
+    )
+
+
+def test_encode_writes_round_zero_and_leaves_out_false_flags() -> None:
+    """A node that speaks the round always says it (0 before any); flags only while true."""
+    doc = SeedNodesDocument("a", [], round=0)
+    assert encode_seed_nodes(doc) == b'{"selfNode":"a","seedNodes":[],"round":0}'
+
+
+def test_positional_construction_is_the_api_of_record() -> None:
+    """The founding fields are keyword-only with defaults: the four positional fields stay."""
+    doc = SeedNodesDocument("a", [], "c", "svc")
+    assert (doc.cluster_id, doc.service_name) == ("c", "svc")
+    assert (doc.round, doc.candidate, doc.promise, doc.founding) == (None, False, None, False)
+
+
+def test_an_akka_document_speaks_no_founding_round() -> None:
+    """A document with none of the fields (an Akka node's) decodes to round=None and defaults."""
+    doc = decode_seed_nodes(AKKA_DOCUMENT)
+    assert (doc.round, doc.candidate, doc.promise, doc.founding) == (None, False, None, False)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"round": 0}, {"round": 0}),
+        ({"round": MAX_ROUND}, {"round": MAX_ROUND}),
+        ({"round": 4, "candidate": True}, {"round": 4, "candidate": True}),
+        ({"round": 4, "candidate": False, "founding": False}, {"round": 4}),
+        ({"round": 1, "founding": True}, {"round": 1, "founding": True}),
+        (
+            {"round": 0, "promise": {"to": "10.0.0.1:8558", "round": 1}},
+            {"round": 0, "promise": Promise(CANDIDATE, 1)},
+        ),
+        (  # another spelling of the same contact point, and an unknown key: ignored
+            {"round": 0, "promise": {"to": "Node-1.Example.:80", "round": 0, "why": "x"}},
+            {"round": 0, "promise": Promise(ContactPoint("node-1.example", 80), 0)},
+        ),
+        (
+            {"round": 0, "promise": {"to": "[::1]:1", "round": MAX_ROUND}},
+            {"round": 0, "promise": Promise(ContactPoint("::1", 1), MAX_ROUND)},
+        ),
+        # null is the same as absent, for every extension
+        ({"round": None, "candidate": None, "promise": None, "founding": None}, {}),
+        ({"round": 3, "candidate": None, "promise": None, "founding": None}, {"round": 3}),
+    ],
+)
+def test_decode_founding_fields(fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Each founding field is read as typed; absent and null mean the default."""
+    doc = decode_seed_nodes(_body(_document(**fields)))
+    assert doc == SeedNodesDocument("akka://sys@10.0.0.5:25520", [], **expected)
+
+
+def _promise(**fields: Any) -> dict[str, Any]:
+    """A wire document holding a valid promise with ``fields`` replaced (``...`` removes one)."""
+    promise: dict[str, Any] = {"to": "10.0.0.1:8558", "round": 1}
+    promise.update(fields)
+    return _document(round=0, promise={k: v for k, v in promise.items() if v is not ...})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_document(round="1"), r"^round must be an integer, got a string$"),
+        (_document(round=True), r"^round must be an integer, got a boolean$"),
+        (_document(round=1.0), r"^round must be an integer, got a number$"),
+        (_document(round=[1]), r"^round must be an integer, got an array$"),
+        (_document(round=-1), r"^round is -1, outside 0\.\.9007199254740992$"),
+        (_document(round=MAX_ROUND + 1), r"^round is 9007199254740993, outside 0\.\."),
+        (_document(round=0, candidate=1), r"^candidate must be a boolean, got an integer$"),
+        (_document(round=0, candidate="true"), r"^candidate must be a boolean, got a string$"),
+        (_document(round=0, founding=0), r"^founding must be a boolean, got an integer$"),
+        (_document(round=0, founding={}), r"^founding must be a boolean, got an object$"),
+        (_document(round=0, promise=[]), r"^promise must be an object, got an array$"),
+        (_document(round=0, promise="10.0.0.1:8558"), r"^promise must be an object, got a string"),
+        (_document(round=0, promise=True), r"^promise must be an object, got a boolean$"),
+        (_promise(to=...), r"^promise\.to is missing$"),
+        (_promise(round=...), r"^promise\.round is missing$"),
+        (_promise(to=5), r"^promise\.to must be a non-empty string, got an integer$"),
+        (_promise(to=None), r"^promise\.to must be a non-empty string, got null$"),
+        (_promise(to=""), r"^promise\.to must be a non-empty string, got an empty one$"),
+        (_promise(to="10.0.0.1"), r"^promise\.to must be host:port, got '10\.0\.0\.1' without"),
+        (_promise(to="::1"), r"^promise\.to must be host:port, got '::1' without a port$"),
+        (_promise(to="10.0.0.1:0"), r"^promise\.to is not a contact point: .*port must be"),
+        (_promise(to="10.0.0.1:http"), r"^promise\.to is not a contact point: .*not a number"),
+        (_promise(to="not a host:1"), r"^promise\.to is not a contact point: .*valid hostname"),
+        (_promise(to="[::1:80"), r"^promise\.to is not a contact point: .*missing '\]'"),
+        (_promise(to="h\u00f6st:80"), r"^promise\.to must be an ASCII host:port"),
+        (_promise(to="h:\u00b2"), r"^promise\.to must be an ASCII host:port"),
+        (
+            _promise(to="a" * MAX_CONTACT_POINT_CHARS + ":1"),
+            r"^promise\.to is 302 characters long, the limit is 300$",
+        ),
+        (_promise(round="1"), r"^promise\.round must be an integer, got a string$"),
+        (_promise(round=False), r"^promise\.round must be an integer, got a boolean$"),
+        (_promise(round=-2), r"^promise\.round is -2, outside 0\.\."),
+        (_document(candidate=True), r"^candidate is set but round is missing: a node that"),
+        (_document(founding=True), r"^founding is set but round is missing"),
+        (_document(promise={"to": "10.0.0.1:8558", "round": 1}), r"^promise is set but round"),
+        (_document(round=None, candidate=True), r"^candidate is set but round is missing"),
+    ],
+)
+def test_decode_founding_violation_names_the_field(body: Any, message: str) -> None:
+    """Each founding field of a wrong type or out of range is a ``ProtocolError`` naming it."""
+    with pytest.raises(ProtocolError, match=message):
+        decode_seed_nodes(_body(body))
+
+
+def test_a_flag_false_without_a_round_is_accepted() -> None:
+    """``false`` is the default: saying it without a round says nothing of a founding round."""
+    doc = decode_seed_nodes(_body(_document(candidate=False, founding=False)))
+    assert doc.round is None
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: SeedNodesDocument("a", [], round=-1), r"SeedNodesDocument\.round is -1, outside"),
+        (lambda: SeedNodesDocument("a", [], round=True), r"round must be an integer, got a bool"),
+        (lambda: SeedNodesDocument("a", [], round=_wrong("1")), r"round must be an integer"),
+        (lambda: SeedNodesDocument("a", [], round=MAX_ROUND + 1), r"round is 9007199254740993"),
+        (
+            lambda: SeedNodesDocument("a", [], round=0, candidate=_wrong(1)),
+            r"SeedNodesDocument\.candidate must be a boolean, got an integer",
+        ),
+        (
+            lambda: SeedNodesDocument("a", [], round=0, founding=_wrong(None)),
+            r"SeedNodesDocument\.founding must be a boolean, got null",
+        ),
+        (
+            lambda: SeedNodesDocument("a", [], round=0, promise=_wrong(CANDIDATE)),
+            r"SeedNodesDocument\.promise must be a Promise or None",
+        ),
+        (
+            lambda: SeedNodesDocument("a", [], round=0, promise=Promise(ContactPoint("h"), 1)),
+            r"SeedNodesDocument\.promise\.to must have a port: readers refuse h without one",
+        ),
+        (
+            lambda: SeedNodesDocument("a", [], round=0, promise=Promise(CANDIDATE, MAX_ROUND + 1)),
+            # The Promise itself refuses it, before the document is built.
+            r"round must be an integer in 0\.\.2\*\*53, got 9007199254740993",
+        ),
+        (
+            lambda: SeedNodesDocument("a", [], candidate=True),
+            r"SeedNodesDocument\.candidate needs a round",
+        ),
+        (
+            lambda: SeedNodesDocument("a", [], promise=Promise(CANDIDATE, 1)),
+            r"SeedNodesDocument\.promise needs a round",
+        ),
+        (
+            lambda: SeedNodesDocument("a", [], founding=True),
+            r"SeedNodesDocument\.founding needs a round",
+        ),
+    ],
+)
+def test_building_wrong_founding_values_is_usage_error(build: Any, message: str) -> None:
+    """Our own code building a wrong founding field gets a ``UsageError`` naming it."""
+    with pytest.raises(UsageError, match=message):
+        build()
+
+
+# --- the proposal on a request and on a watch -------------------------------------------------
+
+
+def test_the_proposal_is_spelled_once() -> None:
+    """The header's name and the watch's word, as DESIGN section 8 and docs/design.md say."""
+    assert (ROUND_HEADER, PROPOSE_MESSAGE) == ("Bootstrap-Round", "propose")
+    assert propose_message(0) == "propose 0"
+    assert propose_message(MAX_ROUND) == "propose 9007199254740992"
+
+
+@pytest.mark.parametrize("text", ["0", "1", "42", "9007199254740992"])
+def test_parse_round_reads_canonical_decimal_digits(text: str) -> None:
+    """A round header's value is its decimal digits."""
+    assert parse_round(text) == int(text)
+
+
+# Signs, spaces, leading zeros, other notations, too many digits, one past the limit, and an
+# Arabic-Indic one and a superscript two (Unicode digits: int() reads the first).
+_BAD_ROUNDS = ["", "01", "-1", "+1", " 1", "1 ", "1.0", "1e3", "0x1", "true", "9" * 40]
+_BAD_ROUNDS += [str(MAX_ROUND + 1), "\u0661", "\u00b2"]
+
+
+@pytest.mark.parametrize("text", _BAD_ROUNDS)
+def test_parse_round_refuses_anything_else(text: str) -> None:
+    """Signs, spaces, leading zeros, other digits and values past MAX_ROUND are refused."""
+    with pytest.raises(ProtocolError, match=r"^Bootstrap-Round must be a decimal integer in 0\.\."):
+        parse_round(text)
+
+
+def test_parse_round_quotes_a_long_value_cut() -> None:
+    """The refused value is quoted, cut to a readable length."""
+    with pytest.raises(ProtocolError) as caught:
+        parse_round("x" * 1000, where="the round")
+    assert str(caught.value) == (
+        f"the round must be a decimal integer in 0..{MAX_ROUND}, got '{'x' * 40}...'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [("propose 3", 3), ("propose 0", 0), ("probe", None), ("proposal 3", None), ("hello", None)],
+)
+def test_parse_proposal(message: str, expected: int | None) -> None:
+    """``propose <r>`` proposes ``r``; any other message proposes nothing."""
+    assert parse_proposal(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("propose", r"^the 'propose' message carries no round$"),
+        ("propose ", r"^the round of a 'propose' message must be a decimal integer"),
+        ("propose  3", r"^the round of a 'propose' message must be a decimal integer"),
+        ("propose 3 4", r"^the round of a 'propose' message must be a decimal integer"),
+        ("propose -3", r"^the round of a 'propose' message must be a decimal integer"),
+    ],
+)
+def test_parse_proposal_refuses_a_malformed_round(message: str, error: str) -> None:
+    """A ``propose`` message whose round is missing or malformed is a ``ProtocolError``."""
+    with pytest.raises(ProtocolError, match=error):
+        parse_proposal(message)
+
+
+@pytest.mark.parametrize("round", [-1, MAX_ROUND + 1, True])
+def test_propose_message_refuses_a_round_no_reader_accepts(round: int) -> None:
+    """Our prober never sends a proposal that a server would refuse."""
+    with pytest.raises(UsageError, match="the proposed round"):
+        propose_message(round)

@@ -10,7 +10,10 @@ encode/decode whenever it can be encoded; and every valid document round-trips.
 Inputs: arbitrary bytes; a soup of JSON tokens (brackets, quotes, escapes, NaN/Infinity); and
 near-valid documents: a valid document with one field mutated (wrong type, over-long or huge
 string, deep nesting, extra or duplicate keys, unicode and lone surrogate escapes, non-finite and
-out-of-range numbers), serialized by a writer that can emit what ``json.dumps`` will not.
+out-of-range numbers), serialized by a writer that can emit what ``json.dumps`` will not. The
+valid documents carry the founding round's fields (DESIGN section 8) about half the time, and
+those fields, the promise's ``to`` and ``round`` among them, are mutated like the others; a
+decoded document never carries a candidacy, promise or founding flag without a round.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ import attrs
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from bootstrap.core import Promise
 from bootstrap.core.errors import ProtocolError, UsageError
 from bootstrap.core.wire import (
+    MAX_CONTACT_POINT_CHARS,
     MAX_DOCUMENT_BYTES,
     MAX_DOCUMENT_SEED_NODES,
     MAX_NAME_CHARS,
     MAX_NESTING_DEPTH,
     MAX_NODE_CHARS,
     MAX_ROLES,
+    MAX_ROUND,
     Member,
     SeedNodesDocument,
     check_service_name,
@@ -38,6 +44,7 @@ from bootstrap.core.wire import (
     encode_seed_nodes,
 )
 
+from ..strategies import contact_points
 from . import FUZZ
 
 # --- a JSON writer that can also write invalid and unusual JSON ----------------------------------
@@ -93,7 +100,13 @@ def _sized(*sizes: int) -> st.SearchStrategy[str]:
 
 
 _huge_strings = _sized(
-    MAX_NAME_CHARS, MAX_NAME_CHARS + 1, MAX_NODE_CHARS, MAX_NODE_CHARS + 1, MAX_DOCUMENT_BYTES
+    MAX_NAME_CHARS,
+    MAX_NAME_CHARS + 1,
+    MAX_CONTACT_POINT_CHARS,
+    MAX_CONTACT_POINT_CHARS + 1,
+    MAX_NODE_CHARS,
+    MAX_NODE_CHARS + 1,
+    MAX_DOCUMENT_BYTES,
 )
 _raw_literals = st.sampled_from(
     [
@@ -107,6 +120,13 @@ _raw_literals = st.sampled_from(
         "-9223372036854775809",
         "0.0",
         "-0",
+        "9007199254740992",  # MAX_ROUND
+        "9007199254740993",  # one past it
+        "-1",
+        '"10.0.0.1"',  # a contact point without a port
+        '"10.0.0.1:0"',
+        '"[::1]:8558"',
+        '"h\\u00f6st:1"',  # non-ASCII, escaped
         "1E2",
         "true",
         "null",
@@ -163,13 +183,29 @@ members = st.builds(
     status=st.sampled_from(["Up", "WeaklyUp", "Joining"]) | _texts,
     roles=st.lists(_texts, max_size=4),
 )
-documents = st.builds(
+plain_documents = st.builds(
     SeedNodesDocument,
     self_node=_nodes,
     seed_nodes=st.lists(members, max_size=6),
     cluster_id=st.none() | _texts,
     service_name=st.none() | _texts,
 )
+_rounds = st.integers(0, 3) | st.integers(0, MAX_ROUND)
+
+
+@st.composite
+def founding_documents(draw: st.DrawFn) -> SeedNodesDocument:
+    """A valid document carrying a round, and any other founding fields."""
+    return attrs.evolve(
+        draw(plain_documents),
+        round=draw(_rounds),
+        candidate=draw(st.booleans()),
+        promise=draw(st.none() | st.builds(Promise, contact_points(with_port=True), _rounds)),
+        founding=draw(st.booleans()),
+    )
+
+
+documents = plain_documents | founding_documents()
 
 
 def as_wire(doc: SeedNodesDocument) -> dict[str, Any]:
@@ -179,7 +215,9 @@ def as_wire(doc: SeedNodesDocument) -> dict[str, Any]:
 
 
 _DOCUMENT_KEYS = ["selfNode", "seedNodes", "clusterId", "serviceName", "extra", "SELFNODE"]
+_DOCUMENT_KEYS += ["round", "candidate", "promise", "founding"]
 _MEMBER_KEYS = ["node", "nodeUid", "status", "roles", "extra"]
+_PROMISE_KEYS = ["to", "round", "extra"]
 
 
 @st.composite
@@ -188,8 +226,14 @@ def near_valid_bodies(draw: st.DrawFn) -> bytes:
     wire = as_wire(draw(documents))
     target: dict[str, Any] | list[Any] = wire
     keys = _DOCUMENT_KEYS
-    where = draw(st.sampled_from(["document", "member", "roles", "seedNodes"]))
-    if where != "document" and wire["seedNodes"]:
+    where = draw(st.sampled_from(["document", "member", "roles", "seedNodes", "promise"]))
+    if where == "promise":
+        # A valid promise (and round) to mutate, if the document held none.
+        wire.setdefault("round", 0)
+        if not isinstance(wire.get("promise"), dict):
+            wire["promise"] = {"to": "10.0.0.1:8558", "round": 1}
+        target, keys = wire["promise"], _PROMISE_KEYS
+    elif where != "document" and wire["seedNodes"]:
         member = draw(st.sampled_from(wire["seedNodes"]))
         target, keys = member, _MEMBER_KEYS
         if where == "roles" and member["roles"]:
@@ -218,6 +262,8 @@ def near_valid_bodies(draw: st.DrawFn) -> bytes:
             pairs = Pairs((*target.items(), (key, value)))
             if target is wire:
                 result = pairs
+            elif target is wire.get("promise"):
+                wire["promise"] = pairs
             else:
                 listed = wire["seedNodes"]
                 listed[next(i for i, m in enumerate(listed) if m is target)] = pairs
@@ -275,6 +321,15 @@ def check_decoder(body: bytes, expected_service: str | None = "svc") -> None:
     doc = result
     assert isinstance(doc, SeedNodesDocument)
     assert all(isinstance(member, Member) for member in doc.seed_nodes)
+    if doc.round is None:
+        # "Speaks no founding round": nothing of a round may be claimed.
+        assert (doc.candidate, doc.promise, doc.founding) == (False, None, False)
+    else:
+        event("decoded with a round")
+        assert 0 <= doc.round <= MAX_ROUND
+        if doc.promise is not None:
+            assert doc.promise.to.port is not None
+            assert 0 <= doc.promise.round <= MAX_ROUND
     mismatch: ProtocolError | None = None
     try:
         check_service_name(doc, expected_service)
@@ -326,3 +381,20 @@ def test_fuzz_valid_documents_round_trip(doc: SeedNodesDocument, expected: str |
     wire["unknownExtension"] = {"nested": [1, 2, {"x": None}]}
     assert decode_seed_nodes(encode(wire, ensure_ascii=False)) == doc
     check_decoder(encode_seed_nodes(doc), expected)
+
+
+@FUZZ
+@given(founding_documents(), st.booleans())
+def test_fuzz_founding_fields_round_trip(doc: SeedNodesDocument, ensure_ascii: bool) -> None:
+    """A document with founding fields round-trips, also respelled, null-padded or extended."""
+    assert decode_seed_nodes(encode_seed_nodes(doc)) == doc
+    wire = as_wire(doc)
+    # Left out and written as null or false mean the same.
+    for key in ("candidate", "founding"):
+        wire.setdefault(key, False)
+    wire.setdefault("promise", None)
+    if isinstance(wire["promise"], dict):
+        wire["promise"]["later"] = [{"x": 1}]  # an unknown key inside the promise
+    wire["unknownExtension"] = {"round": "not ours"}
+    assert decode_seed_nodes(encode(wire, ensure_ascii=ensure_ascii)) == doc
+    check_decoder(encode(wire, ensure_ascii=ensure_ascii))
