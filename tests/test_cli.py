@@ -24,8 +24,7 @@ from bootstrap.commands.options import (
     settings_from_args,
 )
 from bootstrap.commands.status import format_status
-
-from .e2e.loopback import free_port
+from tests.helpers.ports import free_port
 
 
 def parse_node(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
@@ -280,6 +279,31 @@ def test_status_of_an_unreachable_node_exits_1(capsys: pytest.CaptureFixture[str
     """status against a closed port fails with exit 1 and says where."""
     assert main(["status", f"127.0.0.1:{free_port()}", "--timeout", "2"]) == 1
     assert "/bootstrap/status" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # The cap has no demo flag: refused, never raised to fit (as `node` refuses it).
+        (
+            ["--probe-interval", "20"],
+            "error: argument --probe-interval: probe_backoff_max (15.0) must be >= "
+            "probe_interval (20.0); the demo keeps probe_backoff_max at the default\n",
+        ),
+        (
+            ["--stable-margin", "-1"],
+            "error: argument --stable-margin: stable_margin must be a finite number of seconds",
+        ),
+    ],
+)
+def test_demo_refuses_settings_that_clash_naming_its_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """demo exits 2 on a setting Settings refuses, naming the demo flag, before any node starts."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--nodes", "2", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_demo_forms_one_cluster_and_exits_0() -> None:

@@ -25,8 +25,8 @@ from bootstrap.commands.options import apply_environment
 from bootstrap.commands.security import security_from_args
 from bootstrap.security import Security, TlsSettings
 from bootstrap.server import ManagementApp, serve_management
-
-from .e2e.loopback import free_port
+from tests.helpers.ports import free_port
+from tests.helpers.running import run
 
 SECRET = "correct-horse-battery-staple-0123456789"
 BASE = ["--contact-point", "127.0.0.1:8558", "--contact-points", "127.0.0.1:8558"]
@@ -225,20 +225,19 @@ def protected_node(files: dict[str, Path]) -> Iterator[str]:
     failures: list[BaseException] = []
 
     async def serve() -> None:
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    functools.partial(
-                        serve_management, app, bind=bind, settings=settings, security=security
-                    )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(
+                    serve_management, app, bind=bind, settings=settings, security=security
                 )
-                listening.set()
-                await trio.to_thread.run_sync(stop.wait, abandon_on_cancel=True)
-                nursery.cancel_scope.cancel()
+            )
+            listening.set()
+            await trio.to_thread.run_sync(stop.wait, abandon_on_cancel=True)
+            nursery.cancel_scope.cancel()
 
     def thread_main() -> None:
         try:
-            trio.run(serve)
+            run(serve, seconds=20)
         except BaseException as error:  # reported by the test, not lost in the thread
             failures.append(error)
             listening.set()

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import trio
 
-from .e2e.loopback import free_port
+from tests.helpers.ports import free_port
+from tests.helpers.running import run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,16 +32,15 @@ def test_readme_tutorial_forms_a_cluster(capsys: pytest.CaptureFixture[str]) -> 
     everyone = [f"127.0.0.{i}:{port}" for i in (91, 92, 93)]
 
     async def replicas() -> None:
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                for address in everyone:
-                    nursery.start_soon(namespace["main"], address, everyone)
-                seen = ""
-                while seen.count("joined:") < 3:
-                    await trio.sleep(0.1)
-                    seen += capsys.readouterr().out
-                nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            for address in everyone:
+                nursery.start_soon(namespace["main"], address, everyone)
+            seen = ""
+            while seen.count("joined:") < 3:
+                await trio.sleep(0.1)
+                seen += capsys.readouterr().out
+            nursery.cancel_scope.cancel()
         assert seen.count("JoinSelf()") == 1
         assert seen.count("JoinSeedNodes(") == 2
 
-    trio.run(replicas)
+    run(replicas, seconds=30)

@@ -23,6 +23,13 @@ __all__ = ["add_arguments", "run"]
 
 MAX_DEMO_NODES = 250  # 127.0.0.1 .. 127.0.0.250
 
+# The settings the demo's own flags set; every other setting keeps its default.
+_FLAGS = {
+    "required_contact_points": "--nodes",
+    "stable_margin": "--stable-margin",
+    "probe_interval": "--probe-interval",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=5, help="how many nodes (default: 5)")
@@ -35,6 +42,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after (s)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="WARNING")
     parser.set_defaults(parser=parser)
+
+
+def _in_flag_terms(error: UsageError) -> str:
+    """The message of a refused setting, led by the demo flags it is about.
+
+    As ``node`` does (``commands/options.py``), a value that clashes with a default is refused,
+    never made to fit by changing a setting the user cannot see: ``--probe-interval 20`` exits 2
+    because ``probe_backoff_max`` (15 s, a flag the demo does not have) must be at least it.
+    """
+    flags = [_FLAGS[name] for name in error.fields if name in _FLAGS]
+    if not flags:
+        return str(error)
+    message = f"argument {' and '.join(flags)}: {error}"
+    defaults = [name for name in error.fields if name not in _FLAGS]
+    if defaults:
+        message += f"; the demo keeps {' and '.join(defaults)} at the default"
+    return message
 
 
 def _describe(node: Node, started: float) -> str:
@@ -54,11 +78,10 @@ def run(args: argparse.Namespace) -> int:
             required_contact_points=args.nodes,
             stable_margin=args.stable_margin,
             probe_interval=args.probe_interval,
-            probe_backoff_max=max(15.0, args.probe_interval),
         )
         points = [ContactPoint(f"127.0.0.{i}", args.port) for i in range(1, args.nodes + 1)]
     except UsageError as error:
-        parser.error(str(error))
+        parser.error(_in_flag_terms(error))
     configure_logging(level=args.log_level)
     return trio.run(_demo, settings, points, args.transport, args.timeout)
 

@@ -18,18 +18,27 @@ Rules, and why:
   cluster. Only when every backend answered, and answered empty, is the answer ``[]``.
 * **Closing the aggregate closes its backends** (those with an ``aclose()``, such as the
   Kubernetes backend's kept connection), so the owner needs to close only what it built.
-* **The whole chain shares the node's ``discovery_timeout``**: a backend should bound its own
-  lookups (the Kubernetes and DNS backends take a ``timeout``) so a hung first backend leaves
-  time for the next.
+* **The backends share the caller's deadline** (the node's ``discovery_timeout``, a trio
+  cancel scope around ``lookup()``), so a hung first backend cannot spend the time of those
+  after it. Backend ``i`` of ``n`` gets an equal share of the time left when it starts: it runs
+  under ``trio.move_on_at(now + left / (n - i))``, and what a quick backend leaves over goes to
+  the ones after it; the last one has all that is left. A backend that bounds its own lookups
+  (:mod:`.deadline`: the Kubernetes and DNS backends) sees its share as its deadline and reports
+  its own error just before it ends; one that does not is cut at the end of its share, recorded
+  as "no answer within its share of the lookup's time (1.5 s)". Without a deadline (a caller
+  that sets none) no backend is cut: the caller decides, as with any trio function.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self
+
+import trio
 
 from ..core.contact_point import ContactPoint
 from ..core.errors import UsageError
@@ -87,25 +96,39 @@ class AggregateDiscovery:
         failures: dict[int, str] = {}
         for index, backend in enumerate(self._backends):
             name = type(backend).__name__
-            try:
-                found = await backend.lookup()
-            except DiscoveryError as error:
-                reason = str(error) or "failed without saying why"
-            except Exception as error:
-                reason = f"raised {type(error).__name__}: {error}"
-                self._log_bug(index, name, reason, error)
-            else:
-                self._logged_failures.pop(index, None)
-                if found:
-                    self._log_fallback(failures, answered_by=name)
-                    return list(found)
-                outcomes.append(f"{name}: found no contact points")
+            outcome = await self._ask(index, backends_left=len(self._backends) - index)
+            if isinstance(outcome, str):
+                failures[index] = outcome
+                outcomes.append(f"{name}: {outcome}")
                 continue
-            failures[index] = reason
-            outcomes.append(f"{name}: {reason}")
+            self._logged_failures.pop(index, None)
+            if outcome:
+                self._log_fallback(failures, answered_by=name)
+                return outcome
+            outcomes.append(f"{name}: found no contact points")
         if failures:
             raise DiscoveryError("; ".join(outcomes))
         return []
+
+    async def _ask(self, index: int, *, backends_left: int) -> list[ContactPoint] | str:
+        """Backend ``index``'s answer within its share of the time left, or why it has none."""
+        backend = self._backends[index]
+        now = trio.current_time()
+        deadline = trio.current_effective_deadline()
+        share_ends = now + (deadline - now) / backends_left if math.isfinite(deadline) else deadline
+        with trio.move_on_at(share_ends):
+            try:
+                return list(await backend.lookup())
+            except DiscoveryError as error:
+                return str(error) or "failed without saying why"
+            except Exception as error:
+                reason = f"raised {type(error).__name__}: {error}"
+                self._log_bug(index, type(backend).__name__, reason, error)
+                return reason
+        # Only this backend's share ran out: when the caller's deadline passes too (the last
+        # backend's share ends with it), trio hands the cancellation on to the caller's scope,
+        # and the caller reports its own timeout.
+        return f"no answer within its share of the lookup's time ({share_ends - now:.3g} s)"
 
     def _log_bug(self, index: int, name: str, reason: str, error: Exception) -> None:
         key = (index, reason)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.loopback import free_port
+from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES, UP, STALL = 8, 6, 12.0

@@ -1,41 +1,31 @@
-"""Tests of AggregateDiscovery: backends in order, the first non-empty answer wins.
+"""Tests of AggregateDiscovery: backends in order, the first non-empty answer wins, each within
+its share of the caller's deadline.
 
 Backends here are small fakes whose class names are what the aggregate's messages show. Every
-test runs under an absolute ``trio.fail_after`` (:func:`run`).
+test runs under an absolute ``trio.fail_after`` (:func:`tests.helpers.running.run`); the tests
+of the shares run under ``MockClock(autojump_threshold=0)`` and assert exact virtual times.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
 import trio
 
 from bootstrap import ContactPoint, UsageError
 from bootstrap.discovery import AggregateDiscovery, Discovery, DiscoveryError, StaticDiscovery
+from bootstrap.discovery.deadline import lookup_budget
+from tests.helpers.running import autojump_clock, run
 
-T = TypeVar("T")
-
-TEST_TIMEOUT = 10.0
 LOGGER = "bootstrap.discovery.aggregate"
 A = ContactPoint("10.0.0.1", 8558)
 B = ContactPoint("10.0.0.2", 8558)
 
 
-def run(test: Callable[[], Awaitable[T]]) -> T:
-    """Run ``test`` under trio with an absolute deadline; return what it returns."""
-
-    async def main() -> T:
-        with trio.fail_after(TEST_TIMEOUT):
-            return await test()
-
-    return trio.run(main)
-
-
 class Backend:
-    """A fake backend: answers ``found`` or raises ``error``, and records that it was asked."""
+    """A fake backend: after ``seconds`` answers ``found`` or raises ``error``, and records that
+    it was asked."""
 
     def __init__(
         self,
@@ -43,14 +33,16 @@ class Backend:
         *,
         found: list[ContactPoint] | None = None,
         error: Exception | None = None,
+        seconds: float = 0.0,
     ) -> None:
         self.calls = calls
         self.found = found or []
         self.error = error
+        self.seconds = seconds
 
     async def lookup(self) -> list[ContactPoint]:
         self.calls.append(type(self).__name__)
-        await trio.lowlevel.checkpoint()
+        await trio.sleep(self.seconds)  # a checkpoint even at 0: a lookup may be cancelled
         if self.error is not None:
             raise self.error
         return list(self.found)
@@ -65,6 +57,10 @@ class Dns(Backend):
 
 
 class Static(Backend):
+    pass
+
+
+class Slow(Backend):
     pass
 
 
@@ -173,22 +169,115 @@ def test_an_error_without_a_message_is_still_named() -> None:
         run(aggregate.lookup)
 
 
+class Hanging:
+    """A backend that never answers and does not bound its own lookups."""
+
+    async def lookup(self) -> list[ContactPoint]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
 def test_cancellation_is_not_swallowed() -> None:
-    """Cancelling a lookup (the node's discovery_timeout) cancels it; it is not an error."""
-
-    class Hanging:
-        async def lookup(self) -> list[ContactPoint]:
-            await trio.sleep_forever()
-            raise AssertionError("unreachable")
-
+    """Cancelling a lookup cancels it, wherever it is in the chain; it is not an error, and the
+    backends after the one it cancelled are not asked."""
     aggregate = AggregateDiscovery([Hanging(), StaticDiscovery([A])])
 
     async def test() -> bool:
-        with trio.move_on_after(0.05) as scope:
-            await aggregate.lookup()
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as scope:
+                nursery.start_soon(cancel_after, scope, 0.05)
+                await aggregate.lookup()
         return scope.cancelled_caught
 
-    assert run(test)
+    assert run(test, clock=autojump_clock())
+
+
+async def cancel_after(scope: trio.CancelScope, seconds: float) -> None:
+    await trio.sleep(seconds)
+    scope.cancel()
+
+
+def test_the_callers_deadline_is_the_callers_timeout() -> None:
+    """When the last backend has no answer by the caller's deadline (the node's
+    discovery_timeout), the caller's own scope is cancelled: it reports its timeout."""
+    aggregate = AggregateDiscovery([Hanging(), Hanging()])
+
+    async def test() -> tuple[bool, float]:
+        start = trio.current_time()
+        with trio.move_on_after(3.0) as scope:
+            await aggregate.lookup()
+        return scope.cancelled_caught, trio.current_time() - start
+
+    assert run(test, clock=autojump_clock()) == (True, 3.0)
+
+
+def test_a_hung_backend_is_cut_at_its_share_and_the_next_gets_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Under a 3 s deadline the first of two backends gets 1.5 s; hung, it is cut then, its
+    failure says so, and the second answers with the time left."""
+    calls: list[str] = []
+    aggregate = AggregateDiscovery([Hanging(), Slow(calls, found=[A], seconds=1.0)])
+
+    async def test() -> tuple[list[ContactPoint], float]:
+        start = trio.current_time()
+        with trio.fail_after(3.0):
+            found = await aggregate.lookup()
+        return found, trio.current_time() - start
+
+    assert run(test, clock=autojump_clock()) == ([A], 2.5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "Hanging failed (using Slow's answer instead): no answer within its share of the "
+        "lookup's time (1.5 s)"
+    ]
+
+
+def test_a_backend_sees_its_share_as_its_deadline() -> None:
+    """A backend that bounds its own lookups (bootstrap.discovery.deadline) is held to its share:
+    under 3 s, the first of two sees 1.5 s; the second, starting at once, all 3 s."""
+    seen: list[float] = []
+
+    class Budgeted:
+        async def lookup(self) -> list[ContactPoint]:
+            seen.append(lookup_budget().seconds)
+            raise DiscoveryError("gave up")
+
+    aggregate = AggregateDiscovery([Budgeted(), Budgeted()])
+
+    async def test() -> None:
+        with trio.fail_after(3.0), pytest.raises(DiscoveryError):
+            await aggregate.lookup()
+
+    run(test, clock=autojump_clock())
+    assert seen == [1.5, 3.0]
+
+
+def test_each_backend_shares_the_time_left_when_it_starts() -> None:
+    """Backend i of n gets (time left) / (n - i): what a quick one leaves goes to the rest.
+    Under 4 s: the first answers empty after 1 s, so the second gets 3 / 2 = 1.5 s (cut at
+    2.5), and the third has the 1.5 s left; it fails at 3.0, and the error lists all three."""
+    calls: list[str] = []
+    aggregate = AggregateDiscovery(
+        [
+            Slow(calls, seconds=1.0),
+            Hanging(),
+            Slow(calls, error=DiscoveryError("SERVFAIL"), seconds=0.5),
+        ]
+    )
+
+    async def test() -> tuple[str, float]:
+        start = trio.current_time()
+        with trio.fail_after(4.0), pytest.raises(DiscoveryError) as raised:
+            await aggregate.lookup()
+        return str(raised.value), trio.current_time() - start
+
+    assert run(test, clock=autojump_clock()) == (
+        "Slow: found no contact points; "
+        "Hanging: no answer within its share of the lookup's time (1.5 s); "
+        "Slow: SERVFAIL",
+        3.0,
+    )
 
 
 def test_no_backends_is_a_usage_error() -> None:

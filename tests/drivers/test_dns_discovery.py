@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import dns.asyncbackend
@@ -30,9 +30,11 @@ from bootstrap import ContactPoint, UsageError
 from bootstrap.discovery import Discovery, DiscoveryError, DnsDiscovery
 from bootstrap.discovery.dns import _ConnectedUdpBackend
 from tests.dnsmasq import Dnsmasq
+from tests.helpers.running import run
 
 C = ContactPoint
 LOGGER = "bootstrap.discovery.dns"
+TEST_TIMEOUT = 20.0  # real UDP and TCP on loopback (a fake DNS server, or dnsmasq)
 
 # The warning's advice, as DnsDiscovery words it (asserted in full once, below).
 CHECK = (
@@ -40,21 +42,6 @@ CHECK = (
     "Service's name and namespace, and that it sets publishNotReadyAddresses: true (otherwise "
     "a pod is published only once ready, which it cannot be before it joins a cluster)"
 )
-
-
-def run(
-    test: Callable[[], Awaitable[None]],
-    *,
-    seconds: float = 20.0,
-    clock: trio.abc.Clock | None = None,
-) -> None:
-    """Run ``test`` in trio under an absolute ``fail_after(seconds)``."""
-
-    async def main() -> None:
-        with trio.fail_after(seconds):
-            await test()
-
-    trio.run(main, clock=clock)
 
 
 def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -173,7 +160,7 @@ def test_a_and_aaaa_records_are_the_contact_points(port: int | None) -> None:
                 C("fd00::1", port),
             ]
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
         assert sorted(server.logged_queries()) == [("A", "svc.zone"), ("AAAA", "svc.zone")]
 
 
@@ -185,7 +172,7 @@ def test_one_family_without_records_is_normal() -> None:
         async def test() -> None:
             assert await discovery.lookup() == [C("10.0.0.1"), C("10.0.0.2")]
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
 
 
 def test_answers_are_deduplicated() -> None:
@@ -197,7 +184,7 @@ def test_answers_are_deduplicated() -> None:
             discovery = DnsDiscovery("svc.zone", nameservers=[server.address])
             assert await discovery.lookup() == [C("10.0.0.1"), C("10.0.0.2")]
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 # --- SRV ----------------------------------------------------------------------------------------
@@ -223,7 +210,7 @@ def test_srv_records_give_targets_addresses_and_ports_from_the_additional_sectio
                 C("fd00::1", 8558),
             ]
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
         # dnsmasq put the targets' A/AAAA records in the additional section: nothing else asked.
         assert server.logged_queries() == [("SRV", "_management._tcp.svc.zone")]
 
@@ -269,7 +256,7 @@ def test_srv_targets_missing_from_the_additional_section_are_resolved(
                 ("AAAA", "node3.zone"),
             ]
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert warnings_logged(caplog) == [
         f"SRV record {srv} has target '.' (service not available): skipped",
         f"SRV record {srv} -> node1.zone has port 0: skipped",
@@ -286,7 +273,7 @@ def test_srv_name_that_does_not_exist_logs_what_to_check(caplog: pytest.LogCaptu
         async def test() -> None:
             assert await discovery.lookup() == []
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
     assert warnings_logged(caplog) == [
         f"DNS name _http._tcp.svc.zone does not exist (NXDOMAIN from {server.address}): no "
         "contact points for port name 'http'; check that the Service has a port named 'http' "
@@ -313,7 +300,7 @@ def test_srv_name_without_srv_records_logs_what_to_check(
                 f"port named 'management' with that protocol; {CHECK}"
             ]
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 # --- no records ---------------------------------------------------------------------------------
@@ -351,7 +338,7 @@ def test_nxdomain_is_no_contact_points_and_one_warning(caplog: pytest.LogCapture
             assert await lookup() == []
             assert warnings_logged(caplog) == [warning, warning]
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
 
 
 def test_a_name_without_addresses_is_no_contact_points(caplog: pytest.LogCaptureFixture) -> None:
@@ -363,7 +350,7 @@ def test_a_name_without_addresses_is_no_contact_points(caplog: pytest.LogCapture
         async def test() -> None:
             assert await discovery.lookup() == []
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
     assert warnings_logged(caplog) == [
         f"DNS name svc.zone has no A or AAAA records (asked {server.address}): no contact "
         f"points; {CHECK}"
@@ -387,7 +374,7 @@ def test_refused_names_the_server_and_the_query() -> None:
                 "setting)"
             )
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -414,7 +401,7 @@ def test_servfail_names_the_server_and_the_query(rcode: str, reason: str) -> Non
                 f"DNS lookup of svc.zone A/AAAA failed: DNS server {server.address} {reason}"
             )
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 def test_servfail_for_one_family_fails_the_lookup() -> None:
@@ -437,7 +424,7 @@ def test_servfail_for_one_family_fails_the_lookup() -> None:
                 "SERVFAIL (it failed to resolve the name itself)"
             )
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -472,7 +459,7 @@ def test_srv_lookup_failures_name_the_failed_query(failing: str, query: str) -> 
                 "(it failed to resolve the name itself)"
             )
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 def test_a_server_that_never_answers_times_out_with_a_clear_reason() -> None:
@@ -513,7 +500,7 @@ def test_a_port_nothing_listens_on_fails_at_once() -> None:
             "(nothing listens on that port)"
         )
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -573,7 +560,7 @@ def test_the_next_server_is_asked_when_one_fails() -> None:
         async def test() -> None:
             assert len(await discovery.lookup()) == 4
 
-        run(test)
+        run(test, seconds=TEST_TIMEOUT)
 
 
 def test_a_cname_loop_is_a_clear_error() -> None:
@@ -595,7 +582,7 @@ def test_a_cname_loop_is_a_clear_error() -> None:
                 "with a CNAME chain that is too long or loops"
             )
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 # --- caching for the TTL ------------------------------------------------------------------------

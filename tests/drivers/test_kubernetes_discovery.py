@@ -16,10 +16,10 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +28,7 @@ import trustme
 
 from bootstrap import ContactPoint, Settings, UsageError
 from bootstrap.discovery import Discovery, DiscoveryError, KubernetesDiscovery
+from tests.helpers.running import run
 
 from .kube_api import (
     Answer,
@@ -43,22 +44,10 @@ from .kube_api import (
     unauthorized,
 )
 
-T = TypeVar("T")
-
 TEST_TIMEOUT = 30.0  # generous: a CPU-heavy neighbour may slow the TLS handshakes
 TOKEN = "token-1"
 SELECTOR = "app=svc"
 LOGGER = "bootstrap.discovery.kubernetes"
-
-
-def run(test: Callable[[], Awaitable[T]]) -> T:
-    """Run ``test`` under trio with an absolute deadline; return what it returns."""
-
-    async def main() -> T:
-        with trio.fail_after(TEST_TIMEOUT):
-            return await test()
-
-    return trio.run(main)
 
 
 @asynccontextmanager
@@ -93,7 +82,7 @@ def lookup(api: KubeApi, tmp_path: Path, **options: Any) -> list[ContactPoint]:
         async with kube(api, tmp_path, **options) as (_, discovery):
             return await discovery.lookup()
 
-    return run(test)
+    return run(test, seconds=TEST_TIMEOUT)
 
 
 def lookup_error(api: KubeApi, tmp_path: Path, **options: Any) -> str:
@@ -105,7 +94,7 @@ def lookup_error(api: KubeApi, tmp_path: Path, **options: Any) -> str:
                 await discovery.lookup()
             return str(raised.value)
 
-    return run(test)
+    return run(test, seconds=TEST_TIMEOUT)
 
 
 def closed_port() -> int:
@@ -166,7 +155,7 @@ def test_lists_exactly_the_running_pods_at_their_named_port(
             assert isinstance(discovery, Discovery)
             return [await discovery.lookup(), await discovery.lookup()]
 
-    first, second = run(test)
+    first, second = run(test, seconds=TEST_TIMEOUT)
     assert first == [
         ContactPoint("10.0.0.1", 8558),
         ContactPoint("10.0.0.2", 8558),
@@ -218,7 +207,7 @@ def test_a_pod_warning_is_logged_again_after_it_was_fixed_and_broke_again(
             api.pods.append(broken)
             await discovery.lookup()
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert len(warnings_from(caplog)) == 2
     assert all(
         "svc-broken" in message and "http (8080/TCP)" in message
@@ -261,7 +250,7 @@ def test_malformed_pod_entries_are_skipped_with_a_warning(
         async with kube(api, tmp_path) as (_, discovery):
             return [await discovery.lookup(), await discovery.lookup()]
 
-    first, second = run(test)
+    first, second = run(test, seconds=TEST_TIMEOUT)
     assert first == second == [ContactPoint("10.0.0.1", 8558)]
     assert warnings_from(caplog) == [
         "skipping item #1 of the pod list: not an object",
@@ -287,7 +276,7 @@ def test_an_empty_pod_list_is_no_error_but_a_warning_once(
         async with kube(api, tmp_path) as (_, discovery):
             return [await discovery.lookup(), await discovery.lookup()]
 
-    assert run(test) == [[], []]
+    assert run(test, seconds=TEST_TIMEOUT) == [[], []]
     assert warnings_from(caplog) == [
         "no pod in namespace 'default' matches the label selector 'app=svc' (when running in a "
         "pod, its own pod should): check the selector against the pod template's labels"
@@ -329,7 +318,7 @@ def test_five_lookups_use_one_connection(tmp_path: Path) -> None:
             for _ in range(5):
                 assert await discovery.lookup() == [ContactPoint("10.0.0.1", 8558)]
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert len(api.requests) == 5
     assert api.connections == 1
 
@@ -346,7 +335,7 @@ def test_errors_keep_the_connection_too(tmp_path: Path) -> None:
             api.forbidden = False
             assert await discovery.lookup() == [ContactPoint("10.0.0.1", 8558)]
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert api.connections == 1
 
 
@@ -393,7 +382,7 @@ def test_a_rotated_token_is_sent_from_the_next_lookup(tmp_path: Path) -> None:
             api.tokens = {"token-new"}  # the old one has expired
             await discovery.lookup()
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert [request.authorization for request in api.requests] == [
         "Bearer token-old",
         "Bearer token-new",
@@ -416,7 +405,7 @@ def test_the_token_is_reread_only_when_its_file_changed(tmp_path: Path) -> None:
             os.utime(token_file, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
             await discovery.lookup()
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert [request.authorization for request in api.requests] == [
         "Bearer token-1",
         "Bearer token-1",
@@ -440,7 +429,7 @@ def test_without_a_token_file_no_authorization_is_sent_and_that_is_logged_once(
             for _ in range(2):
                 assert await discovery.lookup() == [ContactPoint("10.0.0.1", 8558)]
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert [request.authorization for request in api.requests] == [None, None]
     infos = [
         r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.INFO
@@ -542,7 +531,7 @@ def test_404_for_a_wrong_path_prefix(tmp_path: Path) -> None:
                 await discovery.lookup()
             return str(raised.value)
 
-    message = run(test)
+    message = run(test, seconds=TEST_TIMEOUT)
     assert "(the server could not find the requested resource)" in message
     assert "is the URL the API server's (with no path)?" in message
 
@@ -662,7 +651,7 @@ def test_a_streamed_body_is_bounded_while_it_arrives(tmp_path: Path) -> None:
                 await discovery.lookup()
             return str(raised.value), trio.current_time() - start
 
-    message, took = run(test)
+    message, took = run(test, seconds=TEST_TIMEOUT)
     assert "is over max_response_bytes (5000 bytes)" in message
     assert took < 10.0
 
@@ -695,7 +684,7 @@ def test_a_lookup_ends_just_before_the_callers_deadline(tmp_path: Path) -> None:
                     await discovery.lookup()
             return str(raised.value), node_scope.cancelled_caught, trio.current_time() - started
 
-    message, cancelled_by_the_node, took = run(test)
+    message, cancelled_by_the_node, took = run(test, seconds=TEST_TIMEOUT)
     assert not cancelled_by_the_node
     assert message.endswith(
         "within 0.5 s: is it reachable from here (a NetworkPolicy may block egress to it)?"
@@ -773,7 +762,7 @@ def test_https_to_a_plain_http_server_asks_about_the_scheme(tmp_path: Path) -> N
                     await discovery.lookup()
                 return str(raised.value)
 
-    message = run(test)
+    message = run(test, seconds=TEST_TIMEOUT)
     assert message.startswith("TLS handshake with the API server at https://127.0.0.1:")
     assert message.endswith(
         "does the URL's scheme match the server (https for the API server, http for kubectl proxy)?"
@@ -793,7 +782,7 @@ def test_http_to_a_tls_server_asks_about_the_scheme(tmp_path: Path) -> None:
                     await discovery.lookup()
                 return str(raised.value)
 
-    message = run(test)
+    message = run(test, seconds=TEST_TIMEOUT)
     assert message.startswith("the API server at http://127.0.0.1:")
     assert "broke off the HTTP exchange" in message
     assert message.endswith(
@@ -820,7 +809,7 @@ def test_a_name_that_does_not_resolve_is_an_error() -> None:
                 await discovery.lookup()
             return str(raised.value)
 
-    assert run(test) == (
+    assert run(test, seconds=TEST_TIMEOUT) == (
         "cannot resolve the API server's host 'kubernetes.default.svc' (Name or service not "
         "known): is the URL right?"
     )
@@ -845,7 +834,10 @@ def test_other_transport_errors_name_the_url() -> None:
                 await discovery.lookup()
             return str(raised.value)
 
-    assert run(test) == "cannot reach the API server at https://10.96.0.1:443: No route to host"
+    assert (
+        run(test, seconds=TEST_TIMEOUT)
+        == "cannot reach the API server at https://10.96.0.1:443: No route to host"
+    )
 
 
 def test_a_lookup_after_aclose_is_a_usage_error(tmp_path: Path) -> None:
@@ -859,7 +851,7 @@ def test_a_lookup_after_aclose_is_a_usage_error(tmp_path: Path) -> None:
             with pytest.raises(UsageError, match="closed"):
                 await discovery.lookup()
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
 
 
 # --- construction and defaults ------------------------------------------------------------------
@@ -889,7 +881,7 @@ def test_defaults_come_from_the_environment_and_the_service_account_files(tmp_pa
                 assert discovery.port_name is None
                 assert await discovery.lookup() == [ContactPoint("10.0.0.1")]
 
-    run(test)
+    run(test, seconds=TEST_TIMEOUT)
     assert api.requests[0].path == "/api/v1/namespaces/team-a/pods"
     assert api.requests[0].authorization == f"Bearer {TOKEN}"
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import pytest
-import trio
 
 from bootstrap import ContactPoint, Member, UsageError
 from bootstrap.discovery import Discovery, StaticDiscovery
 from bootstrap.membership import LocalMembership, Membership, advertised_seed_nodes
+from tests.helpers.running import run
 
 
 def test_local_membership_join_self_advertises_itself() -> None:
     """After join_self the only member is this node."""
     membership = LocalMembership("n1")
     assert membership.members() == ()
-    trio.run(membership.join_self)
+    run(membership.join_self)
     assert membership.members() == (Member("n1"),)
     assert membership.joined_via == ()
     assert isinstance(membership, Membership)
@@ -23,7 +23,7 @@ def test_local_membership_join_self_advertises_itself() -> None:
 def test_local_membership_join_advertises_seeds_and_itself() -> None:
     """After join(seeds) the members are the seeds and this node, sorted."""
     membership = LocalMembership("n3")
-    trio.run(membership.join, ["n2", "n1"])
+    run(lambda: membership.join(["n2", "n1"]))
     assert [m.node for m in membership.members()] == ["n1", "n2", "n3"]
     assert membership.joined_via == ("n2", "n1")
 
@@ -53,7 +53,7 @@ def test_static_discovery_parses_and_returns_its_list() -> None:
     """StaticDiscovery accepts ContactPoints or strings and always returns them."""
     discovery = StaticDiscovery(["10.0.0.1:8558", ContactPoint("10.0.0.2", 8558), "host"])
     assert isinstance(discovery, Discovery)
-    result = trio.run(discovery.lookup)
+    result = run(discovery.lookup)
     assert result == [
         ContactPoint("10.0.0.1", 8558),
         ContactPoint("10.0.0.2", 8558),

@@ -2,10 +2,10 @@
 settings (bootstrap.security), then real sockets.
 
 Policy (as tests/drivers/test_server.py): every test that runs trio does so under an absolute
-``trio.fail_after`` (:func:`run`). The wrapper is exercised in-process, through
-``httpx.ASGITransport`` for HTTP and by driving ASGI websocket messages directly; "never reaches
-the app" is checked on the app's own counters and its ``on_contacted`` callback. TLS runs over
-real sockets on 127.0.0.x with certificates from ``trustme``.
+``trio.fail_after`` (:func:`tests.helpers.running.run`). The wrapper is exercised in-process,
+through ``httpx.ASGITransport`` for HTTP and by driving ASGI websocket messages directly; "never
+reaches the app" is checked on the app's own counters and its ``on_contacted`` callback. TLS runs
+over real sockets on 127.0.0.x with certificates from ``trustme``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ import attrs
 import httpx
 import pytest
 import trio
-import trio.testing
 import trustme
 
 from bootstrap import (
@@ -33,7 +31,6 @@ from bootstrap import (
     Event,
     ProbeFailed,
     ProbeSucceeded,
-    SeedNodesDocument,
     Settings,
     UsageError,
 )
@@ -47,51 +44,21 @@ from bootstrap.security import (
     secret_from_environment,
 )
 from bootstrap.server import (
-    ManagementApp,
     Message,
     RequireSecret,
     management_server_config,
     serve_management,
 )
+from tests.helpers.asgi_websocket import AsgiWebsocket
+from tests.helpers.fake_node import EMPTY, PEER, SELF, FakeNode
+from tests.helpers.ports import free_port
+from tests.helpers.reports import Reports
+from tests.helpers.running import autojump_clock, run
 
-TEST_TIMEOUT = 10.0
-SELF = ContactPoint("127.0.0.1", 8558)
-PEER = ContactPoint("10.0.0.7", 8558)
 SECRET = b"correct-horse-battery-staple-0123456789"
 BEARER = {"Authorization": "Bearer " + SECRET.decode()}
 CLAIM = {"Bootstrap-Contact-Point": str(PEER)}
 SETTINGS = Settings()
-DOCUMENT = SeedNodesDocument("http://127.0.0.1:8558", (), service_name="svc")
-
-
-def run(test: Callable[[], Awaitable[None]], *, fake_clock: bool = False) -> None:
-    """Run ``test`` under trio with an absolute deadline (virtual time under the fake clock)."""
-
-    async def main() -> None:
-        with trio.fail_after(TEST_TIMEOUT):
-            await test()
-
-    clock = trio.testing.MockClock(autojump_threshold=0) if fake_clock else None
-    trio.run(main, clock=clock)
-
-
-@attrs.define
-class Node:
-    """The node side of the management app: what it serves and who it was told contacted it."""
-
-    ready: bool = False
-    contacted: list[ContactPoint] = attrs.field(factory=list)
-
-    def app(self, bind: ContactPoint = SELF) -> ManagementApp:
-        return ManagementApp(
-            settings=SETTINGS,
-            self_contact_point=bind,
-            service_name="svc",
-            document=lambda: DOCUMENT,
-            status=lambda: {"phase": "probing"},
-            ready=lambda: self.ready,
-            on_contacted=self.contacted.append,
-        )
 
 
 async def get(
@@ -115,8 +82,8 @@ async def get(
 )
 def test_request_without_the_secret_is_refused_before_the_app(path: str) -> None:
     """No Authorization: 401 with a Bearer challenge and a JSON error; the app never sees it."""
-    node = Node()
-    inner = node.app()
+    node = FakeNode()
+    inner = node.app(SETTINGS)
     app = RequireSecret(inner, secret=SECRET)
 
     async def test() -> None:
@@ -146,8 +113,8 @@ def test_request_without_the_secret_is_refused_before_the_app(path: str) -> None
 )
 def test_wrong_secret_is_refused(authorization: str) -> None:
     """Another secret, or the right one in another scheme, is refused like no secret."""
-    node = Node()
-    app = RequireSecret(node.app(), secret=SECRET)
+    node = FakeNode()
+    app = RequireSecret(node.app(SETTINGS), secret=SECRET)
 
     async def test() -> None:
         response = await get(
@@ -163,7 +130,7 @@ def test_wrong_secret_is_refused(authorization: str) -> None:
 
 def test_wrong_bearer_secret_is_named_invalid_token() -> None:
     """A wrong Bearer secret gets error="invalid_token" in the challenge (RFC 6750)."""
-    app = RequireSecret(Node().app(), secret=SECRET)
+    app = RequireSecret(FakeNode().app(SETTINGS), secret=SECRET)
 
     async def test() -> None:
         response = await get(app, "/bootstrap/status", {"Authorization": "Bearer nope"})
@@ -179,14 +146,14 @@ def test_wrong_bearer_secret_is_named_invalid_token() -> None:
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
 def test_the_right_secret_reaches_the_app(scheme: str) -> None:
     """With the secret (any case of the scheme), the app answers and counts the contact."""
-    node = Node()
-    app = RequireSecret(node.app(), secret=SECRET)
+    node = FakeNode()
+    app = RequireSecret(node.app(SETTINGS), secret=SECRET)
 
     async def test() -> None:
         headers = {**CLAIM, "Authorization": f"{scheme} {SECRET.decode()}"}
         response = await get(app, "/bootstrap/seed-nodes", headers)
         assert response.status_code == 200
-        assert response.json()["selfNode"] == DOCUMENT.self_node
+        assert response.json()["selfNode"] == EMPTY.self_node
 
     run(test)
     assert node.contacted == [PEER]
@@ -195,8 +162,8 @@ def test_the_right_secret_reaches_the_app(scheme: str) -> None:
 
 def test_alive_and_ready_need_no_secret() -> None:
     """/alive and /ready answer without the secret (health checks), and count no contact."""
-    node = Node()
-    app = RequireSecret(node.app(), secret=SECRET)
+    node = FakeNode()
+    app = RequireSecret(node.app(SETTINGS), secret=SECRET)
 
     async def test() -> None:
         assert (await get(app, "/alive", CLAIM)).status_code == 200
@@ -211,7 +178,7 @@ def test_alive_and_ready_need_no_secret() -> None:
 
 def test_open_paths_below_a_root_path() -> None:
     """Served under a base path, /alive stays open and the other endpoints stay closed."""
-    app = RequireSecret(Node().app(), secret=SECRET)
+    app = RequireSecret(FakeNode().app(SETTINGS), secret=SECRET)
 
     async def test() -> None:
         alive = await get(app, "/mgmt/alive", root_path="/mgmt")
@@ -234,7 +201,7 @@ def test_secret_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) ->
         return real(a, b)
 
     monkeypatch.setattr("bootstrap.server.require_secret.hmac.compare_digest", spy)
-    app = RequireSecret(Node().app(), secret=SECRET)
+    app = RequireSecret(FakeNode().app(SETTINGS), secret=SECRET)
 
     async def test() -> None:
         assert (await get(app, "/bootstrap/status", BEARER)).status_code == 200
@@ -249,7 +216,7 @@ def test_secret_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) ->
 def test_refusals_are_logged_once_per_client_address(caplog: pytest.LogCaptureFixture) -> None:
     """The first refusal per client address is a WARNING naming it; repeats go to DEBUG."""
     caplog.set_level(logging.DEBUG, logger="bootstrap.security")
-    app = RequireSecret(Node().app(), secret=SECRET)
+    app = RequireSecret(FakeNode().app(SETTINGS), secret=SECRET)
 
     async def test() -> None:
         for _ in range(3):
@@ -270,7 +237,7 @@ def test_refusals_are_logged_once_per_client_address(caplog: pytest.LogCaptureFi
 
 def test_logged_addresses_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
     """The record of logged addresses is cleared when full: memory stays bounded."""
-    app = RequireSecret(Node().app(), secret=SECRET)
+    app = RequireSecret(FakeNode().app(SETTINGS), secret=SECRET)
     addresses = [f"10.1.{i // 250}.{i % 250}" for i in range(257)]
 
     async def test() -> None:
@@ -286,7 +253,7 @@ def test_logged_addresses_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_wrapper_forwards_the_app() -> None:
     """What the node uses of its app works through the wrapper."""
-    inner = Node().app()
+    inner = FakeNode().app(SETTINGS)
     app = RequireSecret(inner, secret=SECRET)
     assert app.app is inner
     assert app.self_contact_point == inner.self_contact_point == SELF
@@ -305,7 +272,7 @@ def test_lifespan_passes_through() -> None:
         from_app_send, from_app = trio.open_memory_channel[Message](10)
         await to_app_send.send({"type": "lifespan.startup"})
         await to_app_send.send({"type": "lifespan.shutdown"})
-        app = RequireSecret(Node().app(), secret=SECRET)
+        app = RequireSecret(FakeNode().app(SETTINGS), secret=SECRET)
         await app({"type": "lifespan"}, to_app.receive, from_app_send.send)
         assert [(await from_app.receive())["type"], (await from_app.receive())["type"]] == [
             "lifespan.startup.complete",
@@ -318,30 +285,9 @@ def test_lifespan_passes_through() -> None:
 # --- the wrapper: websocket handshakes --------------------------------------------------------
 
 
-class Handshake:
-    """A websocket client speaking ASGI messages to the app through in-memory channels."""
-
-    def __init__(self, app: RequireSecret, headers: Mapping[str, str], *, extension: bool) -> None:
-        self.app = app
-        self.scope: dict[str, Any] = {
-            "type": "websocket",
-            "path": "/bootstrap/watch",
-            "root_path": "",
-            "client": ("10.0.0.7", 40000),
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "extensions": {"websocket.http.response": {}} if extension else {},
-        }
-        self.to_app_send, self.to_app = trio.open_memory_channel[Message](math.inf)
-        self.from_app_send, self.from_app = trio.open_memory_channel[Message](math.inf)
-
-    async def run_app(self) -> None:
-        await self.app(self.scope, self.to_app.receive, self.from_app_send.send)
-
-    async def connect(self) -> None:
-        await self.to_app_send.send({"type": "websocket.connect"})
-
-    async def next(self) -> Message:
-        return await self.from_app.receive()
+def watch(app: RequireSecret, headers: Mapping[str, str], *, extension: bool) -> AsgiWebsocket:
+    """A watch of ``app`` from 10.0.0.7, driven through ASGI messages."""
+    return AsgiWebsocket(app, headers=headers, client=("10.0.0.7", 40000), extension=extension)
 
 
 @pytest.mark.parametrize("extension", [True, False])
@@ -350,10 +296,10 @@ def test_watch_handshake_without_the_secret_is_refused(
     extension: bool, authorization: str | None
 ) -> None:
     """A watch without the secret is refused (401, or a close: 403) and counts no contact."""
-    node = Node()
-    inner = node.app()
+    node = FakeNode()
+    inner = node.app(SETTINGS)
     headers = dict(CLAIM) if authorization is None else {**CLAIM, "Authorization": authorization}
-    handshake = Handshake(RequireSecret(inner, secret=SECRET), headers, extension=extension)
+    handshake = watch(RequireSecret(inner, secret=SECRET), headers, extension=extension)
 
     async def test() -> None:
         await handshake.connect()
@@ -369,16 +315,16 @@ def test_watch_handshake_without_the_secret_is_refused(
         else:
             assert first == {"type": "websocket.close"}
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
     assert node.contacted == []
     assert inner.statistics().watches_opened_total == 0
 
 
 def test_watch_handshake_with_the_secret_is_accepted() -> None:
     """A watch with the secret is accepted, pushes the document and counts the contact."""
-    node = Node()
-    handshake = Handshake(
-        RequireSecret(node.app(), secret=SECRET), {**CLAIM, **BEARER}, extension=True
+    node = FakeNode()
+    handshake = watch(
+        RequireSecret(node.app(SETTINGS), secret=SECRET), {**CLAIM, **BEARER}, extension=True
     )
 
     async def test() -> None:
@@ -387,10 +333,10 @@ def test_watch_handshake_with_the_secret_is_accepted() -> None:
             await handshake.connect()
             assert await handshake.next() == {"type": "websocket.accept"}
             pushed = await handshake.next()
-            assert json.loads(pushed["text"])["selfNode"] == DOCUMENT.self_node
-            await handshake.to_app_send.send({"type": "websocket.disconnect", "code": 1000})
+            assert json.loads(pushed["text"])["selfNode"] == EMPTY.self_node
+            await handshake.send({"type": "websocket.disconnect", "code": 1000})
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
     assert node.contacted == [PEER]
 
 
@@ -412,7 +358,7 @@ def test_unusable_secrets_are_refused(secret: Any) -> None:
     with pytest.raises(UsageError, match="secret"):
         Security(secret=secret)
     with pytest.raises(UsageError, match="secret"):
-        RequireSecret(Node().app(), secret=secret)
+        RequireSecret(FakeNode().app(SETTINGS), secret=secret)
 
 
 @pytest.mark.parametrize("ending", [b"", b"\n", b"\r\n"])
@@ -622,20 +568,11 @@ def test_management_server_config_refuses_a_bad_tls_file(tmp_path: Path) -> None
 # --- real sockets -----------------------------------------------------------------------------
 
 
-def free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
-async def serving(security: Security | None, node: Node | None = None) -> AsyncIterator[str]:
+async def serving(security: Security | None, node: FakeNode | None = None) -> AsyncIterator[str]:
     """A management server on 127.0.0.1 with ``security``; yields its host:port."""
-    bind = ContactPoint("127.0.0.1", free_port("127.0.0.1"))
-    app = (node or Node()).app(bind)
+    bind = ContactPoint("127.0.0.1", free_port())
+    app = (node or FakeNode()).app(SETTINGS, self_contact_point=bind)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             functools.partial(
@@ -656,7 +593,7 @@ def client_context(certs: Certs, *, with_certificate: bool) -> ssl.SSLContext:
 def test_real_tls_server_with_a_secret(tmp_path: Path) -> None:
     """Over HTTPS: /alive open, the rest behind the secret, and no plain HTTP on the port."""
     certs = write_certs(tmp_path)
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         security = Security(secret=SECRET, tls=certs.settings())
@@ -680,7 +617,7 @@ def test_real_mutual_tls_refuses_at_once(tmp_path: Path, client: str) -> None:
     """A client without an accepted certificate learns why at once, not at its timeout."""
     certs = write_certs(tmp_path / "cluster")
     other = write_certs(tmp_path / "other")
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         async with serving(Security(tls=certs.settings(mutual=True)), node) as address:
@@ -716,16 +653,6 @@ def chain(error: BaseException | None) -> list[BaseException]:
     return found
 
 
-class Reports:
-    """The prober's report callback: every event, in a channel."""
-
-    def __init__(self) -> None:
-        self.send, self.receive = trio.open_memory_channel[Event](math.inf)
-
-    def __call__(self, event: Event) -> None:
-        self.send.send_nowait(event)
-
-
 async def probe_once(
     target: str, *, transport: str, security: Security | None, probes: int = 1
 ) -> list[Event]:
@@ -745,7 +672,7 @@ async def probe_once(
         await nursery.start(prober.run)
         for _ in range(probes):
             prober.probe(contact_point)
-            events.append(await reports.receive.receive())
+            events.append(await reports.next_event())
             prober.stop(contact_point)
         nursery.cancel_scope.cancel()
     return events
@@ -754,7 +681,7 @@ async def probe_once(
 @pytest.mark.parametrize("transport", ["poll", "watch"])
 def test_prober_sends_the_secret(transport: str) -> None:
     """The prober's GET and watch handshake carry the secret: the peer answers and counts it."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         async with serving(Security(secret=SECRET), node) as address:
@@ -774,7 +701,7 @@ def test_prober_reports_a_refused_secret(
 ) -> None:
     """A 401 is an 'unauthorized' failure saying why; a refused watch is not 'no websocket'."""
     caplog.set_level(logging.INFO, logger="bootstrap.prober")
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         async with serving(Security(secret=SECRET), node) as address:

@@ -1,20 +1,13 @@
-"""Helpers for end-to-end tests on loopback: free ports, mutable discovery, kernel socket views."""
+"""Helpers for end-to-end tests on loopback: contact points, mutable discovery, kernel socket
+views. (A free port is :func:`tests.helpers.ports.free_port`.)"""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable
 
 from benchmarks.procfs import tcp_sockets
 from bootstrap import ContactPoint
 from bootstrap.discovery import DiscoveryError
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (also free on the other 127.0.0.x in practice)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def loopback_points(count: int, port: int, first: int = 1) -> list[ContactPoint]:

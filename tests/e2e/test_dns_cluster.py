@@ -8,7 +8,7 @@ absolute ``trio.fail_after``; assertions are about outcomes and counts.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import trio
@@ -16,11 +16,13 @@ import trio
 from bootstrap import ContactPoint, JoinSeedNodes, JoinSelf, Settings
 from bootstrap.discovery import DnsDiscovery
 from bootstrap.node import Node, open_node
+from tests.helpers.ports import free_port
+from tests.helpers.running import run
 
 from ..dnsmasq import Dnsmasq, require_dnsmasq
-from .loopback import free_port
 
 SERVICE = "my-service.zone"
+TEST_TIMEOUT = 60.0  # real time: lookups, record changes and formation take seconds
 
 
 def settings(port: int, **changes: object) -> Settings:
@@ -34,14 +36,6 @@ def settings(port: int, **changes: object) -> Settings:
         "probe_backoff_max": 1.0,
     }
     return Settings(**{**base, **changes})  # type: ignore[arg-type]
-
-
-def run(test: Callable[[], Awaitable[None]], limit: float = 60.0) -> None:
-    async def bounded() -> None:
-        with trio.fail_after(limit):
-            await test()
-
-    trio.run(bounded)
 
 
 async def add_record(dnsmasq: Dnsmasq, index: int, address: str) -> None:
@@ -99,7 +93,7 @@ def test_five_nodes_form_one_cluster_from_records_added_while_they_run() -> None
                     seen = {point.contact_point for point in node.status.contact_points}
                     assert seen == {ContactPoint(a, port) for a in addresses}
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_a_node_removed_from_dns_is_no_longer_probed() -> None:
@@ -137,4 +131,4 @@ def test_a_node_removed_from_dns_is_no_longer_probed() -> None:
                 for node in nodes:
                     assert gone_point not in {p.contact_point for p in node.status.contact_points}
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)

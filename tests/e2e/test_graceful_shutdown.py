@@ -32,8 +32,10 @@ from bootstrap import ContactPoint, Settings
 from bootstrap.discovery import StaticDiscovery
 from bootstrap.membership import LocalMembership
 from bootstrap.node import STOP_TIMEOUT, open_node
+from tests.helpers.ports import free_port
+from tests.helpers.running import run
 
-from .loopback import free_port, kernel_tcp_sockets, loopback_points, outgoing_connections
+from .loopback import kernel_tcp_sockets, loopback_points, outgoing_connections
 
 STOP_BOUND = 5.0  # seconds from the signal to the process's exit
 START_DEADLINE = 20.0  # seconds for nodes to start and reach the state a test needs
@@ -248,7 +250,7 @@ def test_responses_in_flight_at_sigterm_complete_and_none_is_truncated(tmp_path:
 
     with running_nodes(tmp_path, {point: args}) as [node]:
         wait_until(lambda: node.status() is not None, START_DEADLINE)
-        status = trio.run(lambda: trio_fail_after(STOP_BOUND + 10, load(node)))
+        status = run(lambda: load(node), seconds=STOP_BOUND + 10)
         assert status == 0, node.log()
     assert truncated == []
     assert outcomes.get("complete", 0) > 0, outcomes
@@ -260,11 +262,6 @@ def test_responses_in_flight_at_sigterm_complete_and_none_is_truncated(tmp_path:
         "ReadError",  # reset before a response
     }, outcomes
     assert "Traceback" not in node.log()
-
-
-async def trio_fail_after(seconds: float, work: Any) -> Any:
-    with trio.fail_after(seconds):
-        return await work
 
 
 def test_a_decision_is_neither_lost_nor_repeated_across_sigterm(tmp_path: Path) -> None:
@@ -354,4 +351,4 @@ def test_leaving_open_node_during_a_join_waits_for_it_to_complete_once() -> None
         assert (membership.started, membership.completed, node.joined) == (1, 1, True)
         assert 0.5 < took < STOP_TIMEOUT
 
-    trio.run(trio_fail_after, 10, main())
+    run(main, seconds=10)

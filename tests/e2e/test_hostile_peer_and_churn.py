@@ -9,7 +9,6 @@ just from our statistics.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -22,16 +21,10 @@ from hypercorn.trio import serve
 from bootstrap import ContactPoint, Settings
 from bootstrap.discovery import StaticDiscovery
 from bootstrap.node import open_node
+from tests.helpers.ports import free_port
+from tests.helpers.running import run
 
-from .loopback import free_port, loopback_points, outgoing_connections
-
-
-def run(test: Callable[[], Awaitable[None]], limit: float) -> None:
-    async def bounded() -> None:
-        with trio.fail_after(limit):
-            await test()
-
-    trio.run(bounded)
+from .loopback import loopback_points, outgoing_connections
 
 
 def garbage_app(body: bytes, content_type: bytes = b"application/json") -> Any:
@@ -97,7 +90,7 @@ def test_garbage_answers_become_probe_failures_and_the_node_keeps_running(
                     assert (await client.get(f"http://{me}/alive")).status_code == 200
             nursery.cancel_scope.cancel()
 
-    run(main, limit=30.0)
+    run(main, seconds=30.0)
 
 
 CHURN_SECONDS = 30.0
@@ -150,4 +143,4 @@ def test_stalled_formation_opens_at_most_one_connection_per_peer() -> None:
                 assert len(to_live) == len(live_peers) == 2, (node.contact_point, to_live)
                 assert node.statistics().prober.connections_opened == 2
 
-    run(main, limit=CHURN_SECONDS + 30.0)
+    run(main, seconds=CHURN_SECONDS + 30.0)

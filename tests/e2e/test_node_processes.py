@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from .loopback import free_port, loopback_points
+from tests.helpers.ports import free_port
+
+from .loopback import loopback_points
 
 DEADLINE = 45.0
 

@@ -9,7 +9,6 @@ poll would take seconds.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import httpx
@@ -18,18 +17,13 @@ import trio
 from bootstrap import ContactPoint, JoinSeedNodes, JoinSelf, Settings
 from bootstrap.discovery import StaticDiscovery
 from bootstrap.node import Node, open_node
+from tests.helpers.ports import free_port
+from tests.helpers.running import run
 
-from .loopback import MutableDiscovery, free_port, loopback_points
+from .loopback import MutableDiscovery, loopback_points
 
+TEST_TIMEOUT = 60.0  # real time and real sockets
 FAST = Settings(stable_margin=1.0, probe_interval=0.5, probe_backoff_max=2.0)
-
-
-def run(test: Callable[[], Awaitable[None]], limit: float = 60.0) -> None:
-    async def bounded() -> None:
-        with trio.fail_after(limit):
-            await test()
-
-    trio.run(bounded)
 
 
 async def start_nodes(
@@ -68,7 +62,7 @@ def test_five_nodes_form_one_cluster() -> None:
                 assert isinstance(decision, JoinSeedNodes)
                 assert decision.seed_nodes[0] == nodes[0].self_node
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def attrs_evolve(settings: Settings, **changes: object) -> Settings:
@@ -95,7 +89,7 @@ def test_watch_joins_within_half_a_second_at_a_ten_second_interval() -> None:
                 assert joined is not None
                 assert joined - formed < 0.5
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_node_started_after_formation_joins() -> None:
@@ -115,7 +109,7 @@ def test_node_started_after_formation_joins() -> None:
             assert isinstance(late.decision, JoinSeedNodes)
             assert nodes[0].self_node in late.decision.seed_nodes
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_lowest_node_killed_before_forming_lets_the_next_form() -> None:
@@ -147,7 +141,7 @@ def test_lowest_node_killed_before_forming_lets_the_next_form() -> None:
             await wait_all_joined(others)
             assert [n.decision == JoinSelf() for n in others] == [True, False, False]
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_ready_flips_to_200_only_after_joining() -> None:
@@ -168,7 +162,7 @@ def test_ready_flips_to_200_only_after_joining() -> None:
                 assert status["joined"] is True
                 assert status["decision"]["kind"] == "join-seed-nodes"
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_port_in_use_and_errors_in_the_block_come_out_unwrapped() -> None:
@@ -197,7 +191,7 @@ def test_port_in_use_and_errors_in_the_block_come_out_unwrapped() -> None:
     # ResourceWarning is expected, rather than in whichever test the garbage collector hits.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        run(main)
+        run(main, seconds=TEST_TIMEOUT)
         gc.collect()
 
 
@@ -248,7 +242,7 @@ def test_a_failed_join_is_retried_and_the_cluster_still_forms() -> None:
             assert [m.attempts for m in memberships] == [2, 2]
             assert nodes[0].decision == JoinSelf()
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 class HangingDiscovery:
@@ -276,4 +270,4 @@ def test_a_hanging_lookup_is_cancelled_after_the_discovery_timeout() -> None:
             # The next lookup waits out the backoff (2 x discovery_interval, jittered).
             assert node.statistics().lookups == 1
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)

@@ -14,7 +14,7 @@ machine's own input.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,10 @@ from bootstrap.discovery import StaticDiscovery
 from bootstrap.membership import LocalMembership
 from bootstrap.node import Node
 from bootstrap.security import Security, TlsSettings
+from tests.helpers.ports import free_port
+from tests.helpers.running import run
 
-from .loopback import free_port, loopback_points
+from .loopback import loopback_points
 
 SETTINGS = Settings(
     stable_margin=1.0,
@@ -46,16 +48,9 @@ SETTINGS = Settings(
     required_contact_points=3,
     contact_with_all_contact_points=False,
 )
+TEST_TIMEOUT = 30.0  # real time, real sockets and TLS handshakes
 SECRET = b"s3cret-shared-by-the-good-nodes-0123456789"
 OTHER_SECRET = b"another-cluster-secret-9876543210-abcdef"
-
-
-def run(test: Callable[[], Awaitable[None]], limit: float = 30.0) -> None:
-    async def bounded() -> None:
-        with trio.fail_after(limit):
-            await test()
-
-    trio.run(bounded)
 
 
 class RecordingNode(Node):
@@ -194,7 +189,7 @@ def test_nodes_with_the_same_secret_form_one_cluster_and_refuse_another() -> Non
                     for failure in node.failures()
                 )
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_node_without_a_secret_is_refused() -> None:
@@ -214,7 +209,7 @@ def test_node_without_a_secret_is_refused() -> None:
             for node in good:
                 assert points[3] not in node.contacted_by()
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 # --- TLS ------------------------------------------------------------------------------------------
@@ -240,7 +235,7 @@ def test_tls_nodes_form_one_cluster_over_watches(tmp_path: Path) -> None:
                 assert node.failure_kinds() == set()
                 assert node.failures() == []
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_node_trusting_another_ca_cannot_probe(tmp_path: Path) -> None:
@@ -268,7 +263,7 @@ def test_node_trusting_another_ca_cannot_probe(tmp_path: Path) -> None:
                     for failure in node.failures()
                 )
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)
 
 
 def test_mutual_tls_refuses_a_node_without_a_client_certificate(tmp_path: Path) -> None:
@@ -297,4 +292,4 @@ def test_mutual_tls_refuses_a_node_without_a_client_certificate(tmp_path: Path) 
                 # The good nodes' watches carried the answers, over mutual TLS.
                 assert node.statistics().prober.watch_messages_received > 0
 
-    run(main)
+    run(main, seconds=TEST_TIMEOUT)

@@ -480,6 +480,17 @@ class FaultCluster:
         )
 
     @staticmethod
+    def hear_everyone(indices: Iterable[int], count: int) -> Callable[[Statuses], bool]:
+        """Each of ``indices`` lists ``count`` contact points, each with a fresh answer."""
+        wanted = list(indices)
+
+        def hears_everyone(status: dict[str, Any]) -> bool:
+            points = status.get("contactPoints") or []
+            return len(points) == count and all(point["fresh"] for point in points)
+
+        return lambda statuses: all(hears_everyone(statuses.get(i, {})) for i in wanted)
+
+    @staticmethod
     def reachable(indices: Iterable[int]) -> Callable[[Statuses], bool]:
         wanted = list(indices)
         return lambda statuses: all(i in statuses for i in wanted)

@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from .cluster import FaultCluster, Statuses, require_fault_tools
+from .cluster import FaultCluster, require_fault_tools
 
 require_fault_tools()
 
@@ -37,11 +37,9 @@ def test_lowest_killed_before_forming_next_lowest_forms(tmp_path: Path) -> None:
         for index in range(count):
             cluster.start(index, *args)
 
-        def all_fresh_at_0(statuses: Statuses) -> bool:
-            points = statuses.get(0, {}).get("contactPoints") or []
-            return len(points) == count and all(p["fresh"] for p in points)
-
-        statuses = cluster.wait_until("node 0 hears every node", all_fresh_at_0, timeout=30)
+        statuses = cluster.wait_until(
+            "node 0 hears every node", cluster.hear_everyone([0], count), timeout=30
+        )
         assert statuses[0]["decision"] is None
         assert "stable margin" in statuses[0]["reason"]
         cluster.kill(0)
@@ -80,11 +78,9 @@ def test_lowest_killed_before_forming_with_contact_with_all_nobody_forms(tmp_pat
         for index in range(count):
             cluster.start(index, *args)
 
-        def all_fresh_at_0(statuses: Statuses) -> bool:
-            points = statuses.get(0, {}).get("contactPoints") or []
-            return len(points) == count and all(p["fresh"] for p in points)
-
-        statuses = cluster.wait_until("node 0 hears every node", all_fresh_at_0, timeout=30)
+        statuses = cluster.wait_until(
+            "node 0 hears every node", cluster.hear_everyone([0], count), timeout=30
+        )
         assert statuses[0]["decision"] is None
         cluster.kill(0)
         # Past every survivor's stable margin (4 s from its start) and observation_ttl (1.6 s).

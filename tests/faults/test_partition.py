@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cluster import FaultCluster, Statuses, require_fault_tools
+from .cluster import FaultCluster, require_fault_tools
 
 require_fault_tools()
 
@@ -30,14 +30,9 @@ def start_partitioned(cluster: FaultCluster, *args: str) -> None:
             *args,
         )
 
-    def everyone_hears_everyone(statuses: Statuses) -> bool:
-        return all(
-            len(statuses.get(i, {}).get("contactPoints") or []) == len(EVERYONE)
-            and all(point["fresh"] for point in statuses[i]["contactPoints"])
-            for i in EVERYONE
-        )
-
-    cluster.wait_until("everyone hears everyone", everyone_hears_everyone, timeout=30)
+    cluster.wait_until(
+        "everyone hears everyone", cluster.hear_everyone(EVERYONE, len(EVERYONE)), timeout=30
+    )
     cluster.set_bridge_faults(partition=(MAJORITY, MINORITY))
     assert cluster.clusters() == [], "formed before the partition: the machine is too slow"
 

@@ -15,9 +15,9 @@ from hypothesis import settings
 
 from bootstrap import Member, SeedNodesDocument
 
-# The app's node side and constants are the server tests' own: the fuzzers drive the same app.
-from ..drivers.test_server import EMPTY, PEER, SELF, SETTINGS
-from ..drivers.test_server import Node as FakeNode
+# The app's node side and constants are shared with the server tests: the fuzzers drive the same
+# app they do.
+from tests.helpers.fake_node import EMPTY, PEER, SELF, SETTINGS, FakeNode
 
 __all__ = ["EMPTY", "FUZZ", "JOINED", "PEER", "SELF", "SETTINGS", "FakeNode"]
 

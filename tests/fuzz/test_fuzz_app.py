@@ -29,12 +29,12 @@ from hypothesis import strategies as st
 from bootstrap import ContactPoint
 from bootstrap.core.wire import decode_seed_nodes
 from bootstrap.server import Message, ServerLimits
+from tests.helpers.running import run
 
 from . import FUZZ, JOINED, FakeNode
 
 KNOWN_STATUSES = {200, 404, 405, 413, 426, 429, 431, 500, 503}
 PATHS = ["/bootstrap/seed-nodes", "/bootstrap/watch", "/bootstrap/status", "/alive", "/ready"]
-TEST_TIMEOUT = 10.0
 
 # --- strategies ---------------------------------------------------------------------------------
 
@@ -248,11 +248,7 @@ def test_fuzz_http_requests(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    async def main() -> None:
-        with trio.fail_after(TEST_TIMEOUT):
-            await app(scope, receive, send)
-
-    trio.run(main)
+    run(lambda: app(scope, receive, send))
     status_code, response_headers, body = check_response(sent)
     event(f"status {status_code}")
     event("contact reported" if node.contacted else "no contact")
@@ -312,21 +308,20 @@ def test_fuzz_concurrent_requests_per_client(requests: list[tuple[str, bool]], l
         await app(scope, receive, send)
 
     async def main() -> None:
-        with trio.fail_after(TEST_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                for host, stalls in requests:
-                    before = len(outcomes)
-                    nursery.start_soon(request, host, stalls)
-                    await trio.testing.wait_all_tasks_blocked()
-                    assert len(outcomes) == before + 1
-                    expected = 429 if in_flight.get(host, 0) >= limit else 200
-                    assert outcomes[-1] == expected
-                    if expected == 200 and stalls:
-                        in_flight[host] = in_flight.get(host, 0) + 1
-                    assert app.statistics().requests_in_flight == sum(in_flight.values())
-                release.set()
+        async with trio.open_nursery() as nursery:
+            for host, stalls in requests:
+                before = len(outcomes)
+                nursery.start_soon(request, host, stalls)
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(outcomes) == before + 1
+                expected = 429 if in_flight.get(host, 0) >= limit else 200
+                assert outcomes[-1] == expected
+                if expected == 200 and stalls:
+                    in_flight[host] = in_flight.get(host, 0) + 1
+                assert app.statistics().requests_in_flight == sum(in_flight.values())
+            release.set()
 
-    trio.run(main)
+    run(main)
     stats = app.statistics()
     assert stats.requests_in_flight == 0
     assert stats.requests_refused.get("requests-per-client", 0) == outcomes.count(429)

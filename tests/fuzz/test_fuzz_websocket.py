@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from bootstrap.core.wire import decode_seed_nodes
 from bootstrap.server import MAX_CLIENT_MESSAGE_BYTES, ManagementApp, Message, ServerLimits
+from tests.helpers.running import autojump_clock, run
 
 from . import EMPTY, FUZZ, JOINED, PEER, SETTINGS, FakeNode
 
@@ -261,39 +262,38 @@ def test_fuzz_watches(
         app.notify_changed()
 
     async def main() -> None:
-        with trio.fail_after(VIRTUAL_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                if fail_at is not None:
-                    nursery.start_soon(fail_documents_later, fail_at)
-                async with trio.open_nursery() as apps:
+        async with trio.open_nursery() as nursery:
+            if fail_at is not None:
+                nursery.start_soon(fail_documents_later, fail_at)
+            async with trio.open_nursery() as apps:
+                for conversation in conversations:
+                    apps.start_soon(conversation.run_app)
+                async with trio.open_nursery() as players:
                     for conversation in conversations:
-                        apps.start_soon(conversation.run_app)
-                    async with trio.open_nursery() as players:
-                        for conversation in conversations:
-                            players.start_soon(conversation.play)
-                    await trio.sleep(1.5)  # let the scripts' effects play out
-                    if shut_down:
-                        for conversation in conversations:
-                            conversation.server.cancel()
-                    else:
-                        for conversation in conversations:
-                            await conversation.leave()
-                nursery.cancel_scope.cancel()
-            # Nothing left behind: no watch open, every address may watch again.
-            assert app.statistics().watches_open == 0
-            node.fail.clear()
-            for host in HOSTS:
-                again = Conversation(
-                    app, Client(host, "/bootstrap/watch", None, True, "connect", ()), node
-                )
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(again.run_app)
-                    await again.send_to_app({"type": "websocket.connect"})
-                    await trio.testing.wait_all_tasks_blocked()
-                    assert again.received[0]["type"] == "websocket.accept"
-                    await again.leave()
+                        players.start_soon(conversation.play)
+                await trio.sleep(1.5)  # let the scripts' effects play out
+                if shut_down:
+                    for conversation in conversations:
+                        conversation.server.cancel()
+                else:
+                    for conversation in conversations:
+                        await conversation.leave()
+            nursery.cancel_scope.cancel()
+        # Nothing left behind: no watch open, every address may watch again.
+        assert app.statistics().watches_open == 0
+        node.fail.clear()
+        for host in HOSTS:
+            again = Conversation(
+                app, Client(host, "/bootstrap/watch", None, True, "connect", ()), node
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(again.run_app)
+                await again.send_to_app({"type": "websocket.connect"})
+                await trio.testing.wait_all_tasks_blocked()
+                assert again.received[0]["type"] == "websocket.accept"
+                await again.leave()
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run(main, seconds=VIRTUAL_TIMEOUT, clock=autojump_clock())
     for conversation in conversations:
         assert conversation.finished.is_set()
         kind = check_conversation(conversation, shut_down=shut_down, fail_at=fail_at)
