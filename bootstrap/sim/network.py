@@ -17,7 +17,8 @@ Model (kept deliberately simple; every rule here is what the tests pin down):
   arrive. The connection then *stalls*: it carries nothing more in either direction, as a TCP
   stream with a hole delivers nothing after it. The prober notices only by its own timeout.
 * Closing is instant at both ends (a FIN or RST is not modelled as a message), except that a
-  node which stops resets its connections: the peer learns it one latency draw later.
+  node which stops resets its connections: the peer learns it one latency draw later, and
+  nothing is served on them meanwhile, even if the node has started again.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Connection:
         "push_due",
         "request",
         "server",
+        "server_stopped",
         "stalled",
         "watch_ready",
         "watched",
@@ -59,6 +61,9 @@ class Connection:
         self.open = True
         # The server accepted it: a real connection exists (a refused attempt is not one).
         self.accepted = False
+        # The server's process stopped: nothing more is served on this connection (a restarted
+        # process on the same contact point is a different endpoint; the RST is on its way).
+        self.server_stopped = False
         self.stalled = False
         # Arrival time of the last message in each direction (in-order delivery).
         self.last_up = now  # client -> server

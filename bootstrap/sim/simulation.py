@@ -5,12 +5,22 @@ Each node's driver does what the trio driver does, against the simulated world:
 * it starts the machine at the node's start time, drains every action after every call, and
   wakes the machine with ``handle_timer(max(deadline, now))`` (one lazy wake-up per node: a new
   one is scheduled only when the deadline moves earlier; stale ones are ignored);
+* a node that stops loses its machine, its connections and its cluster membership; one that
+  starts again (``Scenario.restarts``) is a new process: a fresh machine with a fresh random
+  stream, no connections, no promise, no cluster. Whatever was scheduled for its old life
+  (a lookup result, a wake-up, a join) is ignored;
 * ``Lookup`` asks :class:`~bootstrap.sim.discovery.DiscoveryService` (lookup latency, failures,
   the discovery timeout); ``Probe`` goes over the scenario's transport; ``StopProbing`` cancels
   anything in flight to that peer and closes its connection, so a late answer is never fed;
   decisions go to :class:`~bootstrap.sim.membership.Membership`;
-* as a server it feeds ``ContactedBy(prober)`` for every request, handshake and ``probe``
-  message it receives, and answers with the document it advertises at that moment.
+* as a server it feeds ``ContactedBy(prober)`` (with the round of a proposal) for every
+  request, handshake and ``probe`` message it receives, and answers with the document it
+  advertises at that moment: its membership's seed nodes and the founding-round fields of
+  ``machine.advertisement``, pushed to its watchers whenever either changes.
+
+Every ``JoinSelf`` is recorded with the facts it was taken on (:class:`FounderReport`), and
+every change of a node's promise (:class:`PromiseRecord`), so the report can say which rule
+let each founder form and, when two clusters coexist, by which mechanism.
 
 Transports:
 
@@ -51,6 +61,7 @@ from bootstrap.core.events import (
     Probe,
     ProbeFailed,
     ProbeSucceeded,
+    Promise,
     StopProbing,
 )
 from bootstrap.core.founding import Advertisement
@@ -59,7 +70,7 @@ from bootstrap.core.machine import BootstrapMachine
 from .discovery import DiscoveryService
 from .membership import Membership
 from .network import SYN_RTO, Connection, Network
-from .report import DecisionKind, NodeReport, SimulationReport
+from .report import DecisionKind, FounderReport, NodeReport, PromiseRecord, SimulationReport
 from .scenario import Scenario
 from .scheduler import Scheduler
 
@@ -101,6 +112,9 @@ class _Violations:
         if count < _MESSAGES_PER_KIND:
             self._messages.setdefault(kind, []).append(message)
 
+    def counts(self) -> tuple[tuple[str, int], ...]:
+        return tuple(self._counts.items())
+
     def lines(self) -> tuple[str, ...]:
         lines: list[str] = []
         for kind, messages in self._messages.items():
@@ -131,6 +145,8 @@ class _Node:
         "index",
         "joined_at",
         "joins_failed",
+        "life",
+        "lives",
         "lookup_outstanding",
         "lookups",
         "machine",
@@ -158,6 +174,8 @@ class _Node:
         self.contact_point = contact_point
         self.name = name
         self.machine: BootstrapMachine | None = None
+        self.life = -1  # which life is running or ran last (0: the first)
+        self.lives: list[tuple[float, float | None]] = []
         self.running = False
         self.started_at: float | None = None
         self.stopped_at: float | None = None
@@ -216,15 +234,22 @@ class Simulation:
             partitions=scenario.partitions,
             rng=random.Random(f"{seed}/network"),
         )
-        starts = scenario.resolved_start_times()
-        stops = [scenario.stop_time(index) for index in range(count)]
+        lives = scenario.resolved_lifetimes()
+        register, deregister = scenario.register_lag, scenario.deregister_lag
         self.discovery = DiscoveryService(
             contact_points=contact_points,
-            registered_at=[start + scenario.register_lag for start in starts],
-            deregistered_at=[stop + scenario.deregister_lag for stop in stops],
+            registered_at=[node_lives[0][0] + register for node_lives in lives],
+            deregistered_at=[node_lives[0][1] + deregister for node_lives in lives],
             views=dict(scenario.discovery_views),
+            later_registrations=[
+                (index, start + register, stop + deregister)
+                for index, node_lives in enumerate(lives)
+                for start, stop in node_lives[1:]
+            ],
+            pair_lags=scenario.pair_lags if scenario.pair_lag is not None else None,
+            lags_from=scenario.lags_from,
         )
-        self._view_lags = [scenario.view_lag_of(index) for index in range(count)]
+        self._view_lags = list(scenario.resolved_view_lags())
         self.membership = Membership(
             names,
             max_seed_nodes=settings.max_seed_nodes,
@@ -248,15 +273,27 @@ class Simulation:
         }
         self.formation_time: float | None = None
         self.last_join_time: float | None = None
+        # Every JoinSelf (mutable until the run ends: its cluster id is known one latency
+        # later) and every change of a node's promise.
+        self._founders: list[dict[str, Any]] = []
+        self._promise_log: list[PromiseRecord] = []
+        # Node -> (life, promise) it holds, or held when its process stopped (a promise lost
+        # with its process still counted for the candidate that had received it).
+        self._promised: dict[int, tuple[int, Promise]] = {}
         # The run ends early once every running node joined and no start or stop is pending.
         self._unjoined_running = 0
         self._pending_lifecycle = 0
-        for index, start in enumerate(starts):
+        # First lives, then final stops, then restarts: the order ties at one instant run in.
+        for index, node_lives in enumerate(lives):
             self._pending_lifecycle += 1
-            self.clock.at(start, self._start_node, self.nodes[index])
+            self.clock.at(node_lives[0][0], self._start_node, self.nodes[index])
         for index, stop in scenario.stop_times:
             self._pending_lifecycle += 1
             self.clock.at(stop, self._stop_node, self.nodes[index])
+        for index, stop, start in scenario.restarts:
+            self._pending_lifecycle += 2
+            self.clock.at(stop, self._stop_node, self.nodes[index])
+            self.clock.at(start, self._start_node, self.nodes[index])
 
     # --- running ----------------------------------------------------------------------------
 
@@ -279,15 +316,21 @@ class Simulation:
         now = self.clock.now
         self._pending_lifecycle -= 1
         self._unjoined_running += 1
+        node.life += 1
+        node.lives.append((now, None))
         node.running = True
         node.started_at = now
+        if node.life:
+            self._forget_past_life(node)
         if self._trace is not None:
             self._trace(now, node.index, "start", None)
+        stream = f"{self.scenario.seed}/machine/{node.index}"
         machine = node.machine = BootstrapMachine(
             self.settings,
             self_contact_point=node.contact_point,
             self_node=node.name,
-            rng=random.Random(f"{self.scenario.seed}/machine/{node.index}"),
+            # The first life keeps the stream it always had; later lives draw afresh.
+            rng=random.Random(stream if node.life == 0 else f"{stream}/{node.life}"),
         )
         try:
             machine.start(now)
@@ -305,18 +348,43 @@ class Simulation:
         node.running = False
         node.machine = None
         node.stopped_at = now
+        node.lives[-1] = (node.lives[-1][0], now)
         if self._trace is not None:
             self._trace(now, node.index, "stop", None)
+        advertised = node.advertised
+        if advertised is not None and advertised.promise is not None:
+            self._log_promise(node, None, advertised.promise, stopped=True)
+        node.advertised = None
         node.outstanding.clear()
         for conn in list(node.conns.values()):
             self._close(conn, "stop")
         for conn in list(node.incoming.values()):
-            # Its probers learn from a reset, which arrives after whatever is in flight.
+            # Its probers learn from a reset, which arrives after whatever is in flight. The
+            # process is gone: nothing more is served on this connection, even by a new one.
+            conn.server_stopped = True
             arrival = self.network.reset_arrival(conn, now)
             if arrival != math.inf:
                 self.clock.at(arrival, self._reset, conn)
+        node.incoming.clear()
         self.membership.leave(node.index)
         self._check_finished()
+
+    def _forget_past_life(self, node: _Node) -> None:
+        """A restarted node is a new process: only its counters carry over."""
+        node.wake_at = math.inf
+        node.stopped_at = None
+        node.lookup_outstanding = False
+        node.outstanding.clear()
+        node.discovered = ()
+        node.decision = None
+        node.decision_open = False
+        node.decided_at = None
+        node.joined_at = None
+        node.discovered_at = None
+        node.proposals.clear()
+        # Its first connection to each peer is a first one again (invariant 6 per process).
+        node.closed_how.clear()
+        self.membership.restarted(node.index)
 
     # --- the machine ------------------------------------------------------------------------
 
@@ -333,9 +401,9 @@ class Simulation:
             return
         self._drain(node, machine, False)
 
-    def _wake(self, node: _Node, when: float) -> None:
+    def _wake(self, node: _Node, when: float, life: int) -> None:
         machine = node.machine
-        if machine is None or node.wake_at != when:
+        if machine is None or node.wake_at != when or node.life != life:
             return  # stale: the node stopped, or an earlier wake-up replaced this one
         node.wake_at = math.inf
         try:
@@ -373,7 +441,7 @@ class Simulation:
             deadline = self._repair_deadline(node, deadline, now, after_timer)
         if deadline < node.wake_at:
             node.wake_at = deadline
-            self.clock.at(deadline, self._wake, node, deadline)
+            self.clock.at(deadline, self._wake, node, deadline, node.life)
 
     def _repair_deadline(
         self, node: _Node, deadline: float, now: float, after_timer: bool
@@ -422,17 +490,18 @@ class Simulation:
         scenario = self.scenario
         delay = scenario.lookup_latency.draw(self._discovery_rng)
         timeout = self.settings.discovery_timeout
+        life = node.life
         if delay > timeout:
-            self.clock.at(now + timeout, self._lookup_done, node, self._lookup_timed_out)
+            self.clock.at(now + timeout, self._lookup_done, node, life, self._lookup_timed_out)
         elif (
             scenario.discovery_failure and self._discovery_rng.random() < scenario.discovery_failure
         ):
-            self.clock.at(now + delay, self._lookup_done, node, self._lookup_failed)
+            self.clock.at(now + delay, self._lookup_done, node, life, self._lookup_failed)
         else:
-            self.clock.at(now + delay, self._lookup_done, node, None)
+            self.clock.at(now + delay, self._lookup_done, node, life, None)
 
-    def _lookup_done(self, node: _Node, failure: DiscoveryFailed | None) -> None:
-        if node.machine is None:
+    def _lookup_done(self, node: _Node, life: int, failure: DiscoveryFailed | None) -> None:
+        if node.machine is None or node.life != life:
             return
         node.lookup_outstanding = False
         if failure is not None:
@@ -510,13 +579,66 @@ class Simulation:
         now = self.clock.now
         if self.formation_time is None:
             self.formation_time = now
+        self._record_founder(node)
         delay = self.scenario.latency.draw(self._membership_rng)
-        self.clock.at(now + delay, self._complete_join_self, node, node.decision_serial)
+        self.clock.at(
+            now + delay, self._complete_join_self, node, node.decision_serial, len(self._founders)
+        )
 
-    def _complete_join_self(self, node: _Node, serial: int) -> None:
+    def _record_founder(self, node: _Node) -> None:
+        """Keep the facts this JoinSelf was taken on: the rule, the round, the view, the answers."""
+        machine = node.machine
+        assert machine is not None  # a decision was just drained from it
+        now = self.clock.now
+        status = machine.status
+        advertised = machine.advertisement
+        index_of = self._index_of_contact_point
+        promisers: tuple[tuple[int, int], ...] = ()
+        if advertised.round is not None:
+            promise = Promise(node.contact_point, advertised.round)
+            promisers = tuple(
+                sorted(
+                    (peer, life) for peer, (life, held) in self._promised.items() if held == promise
+                )
+            )
+        partitioned: tuple[int, ...] = ()
+        if self.scenario.partitions:
+            separated = self.network.separated
+            partitioned = tuple(
+                peer.index
+                for peer in self.nodes
+                if peer is not node and separated(node.index, peer.index, now)
+            )
+        self._founders.append(
+            {
+                "node": node.index,
+                "life": node.life,
+                "decided_at": now,
+                "formation": self.settings.formation,
+                "round": advertised.round,
+                "reason": status.reason,
+                "discovered": tuple(
+                    sorted(index_of[cp] for cp in node.discovered if cp in index_of)
+                ),
+                "fresh": tuple(
+                    (index_of[entry.contact_point], entry.last_observed_at)
+                    for entry in status.contact_points
+                    if entry.fresh
+                    and entry.last_observed_at is not None
+                    and entry.contact_point != node.contact_point
+                    and entry.contact_point in index_of
+                ),
+                "promisers": promisers,
+                "partitioned_from": partitioned,
+                "cluster_id": None,
+            }
+        )
+
+    def _complete_join_self(self, node: _Node, serial: int, founder: int) -> None:
         if not node.running or serial != node.decision_serial:
             return
-        self.membership.create(node.index)
+        cluster_id = self.membership.create(node.index, life=node.life)
+        self._founders[founder - 1]["cluster_id"] = cluster_id
         self._joined(node)
 
     def _on_join_seed_nodes(self, node: _Node, action: JoinSeedNodes) -> None:
@@ -586,7 +708,12 @@ class Simulation:
         node = self.nodes[index]
         membership = self.membership
         machine = node.machine
+        previous = node.advertised
         advertised = node.advertised = None if machine is None else machine.advertisement
+        if advertised is not None:
+            before = None if previous is None else previous.promise
+            if advertised.promise != before:
+                self._log_promise(node, advertised.promise, before)
         seed_nodes = membership.seed_nodes(index)
         node.document = ProbeSucceeded(
             node.contact_point,
@@ -603,6 +730,27 @@ class Simulation:
             for conn in list(node.incoming.values()):
                 if conn.watched:
                     self._push(conn)
+
+    def _log_promise(
+        self, node: _Node, promise: Promise | None, before: Promise | None, *, stopped: bool = False
+    ) -> None:
+        if promise is not None:
+            self._promised[node.index] = (node.life, promise)
+        elif not stopped:
+            self._promised.pop(node.index, None)  # released
+        index_of = self._index_of_contact_point
+        self._promise_log.append(
+            PromiseRecord(
+                time=self.clock.now,
+                node=node.index,
+                life=node.life,
+                to=None if promise is None else index_of.get(promise.to),
+                round=None if promise is None else promise.round,
+                previous=None if before is None else index_of.get(before.to),
+                previous_discovered=before is not None and before.to in node.discovered,
+                stopped=stopped,
+            )
+        )
 
     # --- connections ------------------------------------------------------------------------
 
@@ -717,7 +865,7 @@ class Simulation:
         if not conn.open or conn.request != token:
             return
         server = self.nodes[conn.server]
-        if not server.running:
+        if not server.running or conn.server_stopped:
             # The reset scheduled when it stopped answers this request; if a partition ate
             # that reset, the request times out.
             self.clock.at(conn.deadline, self._timeout, conn, token)
@@ -756,7 +904,7 @@ class Simulation:
         if not conn.open or conn.request != token:
             return
         server = self.nodes[conn.server]
-        if not server.running:
+        if not server.running or conn.server_stopped:
             self.clock.at(conn.deadline, self._timeout, conn, token)
             return
         conn.watched = True
@@ -768,7 +916,7 @@ class Simulation:
         if not conn.open:
             return
         server = self.nodes[conn.server]
-        if not server.running:
+        if not server.running or conn.server_stopped:
             self.clock.at(conn.deadline, self._timeout, conn, token)
             return
         self._feed(server, self._contacted_by(conn))
@@ -796,7 +944,7 @@ class Simulation:
             self.clock.at(conn.deadline, self._timeout, conn, conn.request)
 
     def _push_timer(self, conn: Connection, due: float) -> None:
-        if conn.open and conn.push_due == due and self.nodes[conn.server].running:
+        if conn.open and conn.push_due == due and not conn.server_stopped:
             self._push(conn)
 
     def _push_arrived(self, conn: Connection, document: ProbeSucceeded) -> None:
@@ -827,11 +975,20 @@ class Simulation:
         the event cap reached.
         """
         violations = self.violations
-        created = self.membership.created
-        if len(created) > 1:
+        membership = self.membership
+        created = membership.created
+        coexisting = tuple(
+            (earlier, later) for later in created for earlier in membership.coexisting[later]
+        )
+        if coexisting:
+            # Clusters formed one after another (the first gone before the next: a full
+            # restart) are no split; two that had running members at once are.
+            together = sorted(
+                {cluster for pair in coexisting for cluster in pair}, key=created.index
+            )
             violations.add(
                 "clusters",
-                f"{len(created)} clusters formed: {', '.join(created)} (expected exactly one)",
+                f"{len(together)} clusters formed: {', '.join(together)} (expected exactly one)",
             )
         if end_reason == "max-events":
             violations.add(
@@ -872,7 +1029,11 @@ class Simulation:
             events_processed=self.clock.events_processed,
             messages=self.network.messages,
             violations=violations.lines(),
+            violation_counts=violations.counts(),
             wall_seconds=wall_seconds,
+            coexisting=coexisting,
+            founders=tuple(FounderReport(**founder) for founder in self._founders),
+            promises=tuple(self._promise_log),
         )
 
     def _reason(self, node: _Node) -> str:
@@ -911,6 +1072,7 @@ class Simulation:
             peers_connected=node.peers_connected,
             max_open_connections=node.max_open,
             reason=self._reason(node),
+            lives=tuple(node.lives),
         )
 
 

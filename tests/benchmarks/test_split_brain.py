@@ -50,6 +50,9 @@ def test_the_json_holds_counts_per_rule(summaries: list[dict[str, Any]]) -> None
             assert times["median"] is None or 0 <= times["median"] <= times["p95"]
             assert rule["founding_time"]["runs"] >= 1
             assert rule["violations"] == {}
+        cost = summary["round_cost"]
+        assert 0 <= cost["runs"] <= SEEDS
+        assert cost["median"] is None or cost["median"] <= cost["p95"]
         json.dumps(summary)  # serialisable as it is
 
 

@@ -289,6 +289,27 @@ def test_membership_seeds_are_the_lowest_running_members() -> None:
     assert membership.created == [cluster]
 
 
+def test_membership_forgets_a_restarted_node_and_names_later_clusters_by_life() -> None:
+    """A stopped node keeps its cluster for the report until it restarts; clusters coexist."""
+    names = [node_name(index, 3) for index in range(3)]
+    membership = Membership(names, max_seed_nodes=5, on_document_changed=lambda _: None)
+    first = membership.create(0)
+    membership.join(1, first)
+    membership.leave(0)
+    assert membership.cluster_of == [first, first, None]  # 0: what it was in when it stopped
+    with pytest.raises(ValueError, match="still a member"):
+        membership.restarted(1)
+    membership.restarted(0)
+    assert membership.cluster_of == [None, first, None]
+    assert membership.seed_nodes(0) == ()
+    second = membership.create(0, life=1)
+    assert second == "sim://node-0#2"
+    assert membership.coexisting == {first: (), second: (first,)}  # node 1 still runs
+    assert membership.founder_of == {first: 0, second: 0}
+    membership.leave(1)
+    assert membership.live_clusters() == (second,)
+
+
 def test_membership_refuses_a_second_cluster_from_one_node() -> None:
     """Forming twice from the same node is a simulation bug, not a silent overwrite."""
     membership = Membership(["a", "b"], max_seed_nodes=5, on_document_changed=lambda _: None)
