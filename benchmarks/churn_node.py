@@ -29,11 +29,12 @@ from bootstrap.core import ContactPoint, JoinSelf, Settings
 from bootstrap.discovery import StaticDiscovery
 from bootstrap.membership import LocalMembership
 from bootstrap.node import Node
+from bootstrap.prober import Transport
 
 STRATEGIES = ("ours-watch", "ours-poll", "anchor", "anchor-dotnet")
 
 
-def build_node(args: argparse.Namespace) -> Node:
+def build_node(args: argparse.Namespace) -> Node | AnchorNode:
     """The node for ``args.strategy``, with the settings every strategy shares."""
     me = ContactPoint(args.address, args.port)
     peers = [ContactPoint.parse(peer) for peer in args.peers.split(",")]
@@ -41,37 +42,39 @@ def build_node(args: argparse.Namespace) -> Node:
         "required_contact_points": args.required,
         "stable_margin": args.stable_margin,
     }
-    settings: Settings
+    self_node = f"http://{me}"
     if args.strategy.startswith("anchor"):
         rule = "dotnet" if args.strategy == "anchor-dotnet" else "jvm"
-        settings = anchor_settings(
-            probe_interval=args.probe_interval, freshness_rule=rule, **common
-        )
-        node_type: type[Node] = AnchorNode
-        transport = "poll"
-    else:
-        settings = Settings(
+        return AnchorNode(
+            settings=anchor_settings(
+                probe_interval=args.probe_interval, freshness_rule=rule, **common
+            ),
             probe_interval=args.probe_interval,
-            # The default cap (15 s) is below a 30 s interval; it must never be.
-            probe_backoff_max=max(15.0, args.probe_interval),
-            **common,
+            contact_point=me,
+            self_node=self_node,
+            discovery=StaticDiscovery(peers),
+            membership=LocalMembership(self_node),
         )
-        node_type = Node
-        transport = args.strategy.removeprefix("ours-")
-    self_node = f"http://{me}"
-    return node_type(
+    settings = Settings(
+        probe_interval=args.probe_interval,
+        # The default cap (15 s) is below a 30 s interval; it must never be.
+        probe_backoff_max=max(15.0, args.probe_interval),
+        **common,
+    )
+    transport: Transport = "watch" if args.strategy == "ours-watch" else "poll"
+    return Node(
         settings=settings,
         contact_point=me,
         self_node=self_node,
         discovery=StaticDiscovery(peers),
         membership=LocalMembership(self_node),
         service_name=None,
-        transport=transport,  # type: ignore[arg-type]
+        transport=transport,
         rng=None,
     )
 
 
-def sample(node: Node, wall_offset: float) -> dict[str, object]:
+def sample(node: Node | AnchorNode, wall_offset: float) -> dict[str, object]:
     """The node's counters now; trio times converted to wall-clock times."""
     statistics = node.statistics()
     server = node.app.statistics()

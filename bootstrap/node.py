@@ -31,8 +31,10 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Final
 
 import attrs
+import httpx
 import trio
 
 from .core import (
@@ -56,19 +58,44 @@ from .core import (
 from .core.wire import SeedNodesDocument
 from .discovery import Discovery, DiscoveryError
 from .membership import LocalMembership, Membership, advertised_seed_nodes
-from .prober import Prober, ProberStatistics, Transport
+from .prober import (
+    WATCH_CLOSE_TIMEOUT,
+    ConnectWebsocket,
+    Prober,
+    ProberStatistics,
+    Transport,
+)
 from .security import Security
-from .server import ManagementApp, serve_management
+from .server import SHUTDOWN_TIMEOUT, ManagementApp, serve_management
 
-__all__ = ["STOP_TIMEOUT", "Node", "NodeStatistics", "open_node", "status_to_json"]
+__all__ = [
+    "STOPPED_WITHIN",
+    "STOP_TIMEOUT",
+    "Node",
+    "NodeStatistics",
+    "open_node",
+    "status_to_json",
+]
 
 logger = logging.getLogger("bootstrap.node")
 
+# The stop-timeout chain, each bound computed from the one it must outlast, so changing one
+# keeps the others consistent (a test asserts the ordering):
+#
+#   server.CLOSE_ON_SHUTDOWN_TIMEOUT (1 s)   a cancelled watch's shielded "going away" (1001)
+#   < server.GRACEFUL_SHUTDOWN_TIMEOUT (2 s)  responses in flight and watches' close handshakes
+#   < server.SHUTDOWN_TIMEOUT (3 s)           graceful, then the cancelled watches' 1001
+#   <= STOP_TIMEOUT (3 s)                     the node waits out the server's whole shutdown
+#   < STOP_TIMEOUT + prober.WATCH_CLOSE_TIMEOUT (4 s): Node.stop() returns within this; after
+#     STOP_TIMEOUT the prober is cancelled and each watch's close runs shielded for up to that.
+#
 #: Longest a graceful :meth:`Node.stop` waits (seconds) for the server to finish its responses in
-#: flight and for a join already started, before cancelling what is left. Above the server's own
-#: graceful timeout (2 s), so the server normally finishes on its own. Closing the probe
-#: connections runs alongside and is bounded separately (1 s per watch's close handshake).
-STOP_TIMEOUT = 3.0
+#: flight and for a join already started, before cancelling what is left: the server's whole
+#: shutdown (``bootstrap.server.SHUTDOWN_TIMEOUT``), so the server finishes on its own. Closing
+#: the probe connections runs alongside; a watch's close is bounded by ``WATCH_CLOSE_TIMEOUT``.
+STOP_TIMEOUT: Final = SHUTDOWN_TIMEOUT
+#: :meth:`Node.run` returns within this of :meth:`Node.stop`.
+STOPPED_WITHIN: Final = STOP_TIMEOUT + WATCH_CLOSE_TIMEOUT
 
 
 @attrs.frozen
@@ -138,7 +165,10 @@ def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> d
 
 
 class Node:
-    """A running bootstrap node: the live status and a way to wait for the decision."""
+    """A running bootstrap node: the live status and a way to wait for the decision.
+
+    Usually built by :func:`open_node`, which documents the parameters.
+    """
 
     def __init__(
         self,
@@ -152,6 +182,8 @@ class Node:
         transport: Transport,
         rng: random.Random | None,
         security: Security | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        connect_websocket: ConnectWebsocket | None = None,
     ) -> None:
         self.settings = settings
         self.contact_point = contact_point
@@ -164,8 +196,26 @@ class Node:
             settings, self_contact_point=contact_point, self_node=self_node, rng=rng
         )
         self._events_in, self._events_out = trio.open_memory_channel[Event | _Handled](math.inf)
-        self.prober = self._make_prober(transport)
-        self.app = self._make_app()
+        self.prober = Prober(
+            settings=settings,
+            self_contact_point=contact_point,
+            service_name=service_name,
+            transport=transport,
+            report=self._report,
+            http_transport=http_transport,
+            connect_websocket=connect_websocket,
+            security=security,
+        )
+        self.app = ManagementApp(
+            settings=settings,
+            self_contact_point=contact_point,
+            service_name=service_name,
+            document=self.document,
+            status=self.status_json,
+            ready=lambda: self.joined,
+            on_contacted=lambda peer: self._report(ContactedBy(peer)),
+            on_proposal=lambda peer, round: self._report(ContactedBy(peer, proposal_round=round)),
+        )
         self.joined = False
         self._decided = trio.Event()
         self._joined_event = trio.Event()
@@ -245,30 +295,6 @@ class Node:
             },
         )
 
-    # --- the parts (a subclass may swap them: the benchmark's emulation of the anchor does) ----
-
-    def _make_prober(self, transport: Transport) -> Prober:
-        return Prober(
-            settings=self.settings,
-            self_contact_point=self.contact_point,
-            service_name=self.service_name,
-            transport=transport,
-            report=self._report,
-            security=self.security,
-        )
-
-    def _make_app(self) -> ManagementApp:
-        return ManagementApp(
-            settings=self.settings,
-            self_contact_point=self.contact_point,
-            service_name=self.service_name,
-            document=self.document,
-            status=self.status_json,
-            ready=lambda: self.joined,
-            on_contacted=lambda peer: self._report(ContactedBy(peer)),
-            on_proposal=lambda peer, round: self._report(ContactedBy(peer, proposal_round=round)),
-        )
-
     # --- the driver ---------------------------------------------------------------------------
 
     def _report(self, event: Event) -> None:
@@ -303,6 +329,7 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the node until cancelled (everything stops at once) or :meth:`stop` (gracefully)."""
+        _warn_if_not_a_majority(self.settings, self.contact_point)
         async with trio.open_nursery() as nursery:
             serve = functools.partial(
                 serve_management,
@@ -338,7 +365,7 @@ class Node:
             nursery.cancel_scope.cancel()
 
     def stop(self) -> None:
-        """Stop gracefully; :meth:`run` returns once done (within ``STOP_TIMEOUT`` + 1 s).
+        """Stop gracefully; :meth:`run` returns once done (within ``STOPPED_WITHIN``, 4 s).
 
         No probe, lookup or decision follows, and each probe connection is closed once. The
         server stops listening, closes idle connections and every watch (1001, going away), and
@@ -455,6 +482,29 @@ class Node:
         logger.info("%s: joined", self.contact_point)
 
 
+def _warn_if_not_a_majority(settings: Settings, contact_point: ContactPoint) -> None:
+    """Warn when the settings name the deployment's size but ask for no majority of it.
+
+    ``expected_contact_points`` says how many nodes there are; S1 (at most one cluster whatever
+    discovery returns to each node, DESIGN section 8) needs ``required_contact_points`` above
+    half of them. A configuration that gives the size and then requires half or less is most
+    likely a mistake, so it is said once, at start, with the value that restores S1.
+    """
+    expected = settings.expected_contact_points
+    required = settings.required_contact_points
+    if expected is None or required > expected // 2:
+        return
+    logger.warning(
+        "%s: required_contact_points=%d is not a majority of expected_contact_points=%d: "
+        "guarantee S1 (at most one cluster whatever discovery returns to each node) does not "
+        "hold; set required_contact_points to at least %d",
+        contact_point,
+        required,
+        expected,
+        expected // 2 + 1,
+    )
+
+
 @asynccontextmanager
 async def open_node(
     *,
@@ -467,13 +517,18 @@ async def open_node(
     transport: Transport = "watch",
     rng: random.Random | None = None,
     security: Security | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    connect_websocket: ConnectWebsocket | None = None,
 ) -> AsyncIterator[Node]:
     """Run a bootstrap node for the duration of the ``async with`` block.
 
     ``self_node`` defaults to ``http://{contact_point}``; ``membership`` to a
     :class:`LocalMembership`. The management server is listening when the block is entered.
     ``security`` (a shared secret, TLS) applies to the server and the prober alike; every node
-    of a cluster needs the same.
+    of a cluster needs the same. ``http_transport`` and ``connect_websocket`` replace how the
+    prober reaches its peers (polls and watches; see :class:`~bootstrap.prober.Prober`): for
+    tests with peers in memory, and for the benchmark's emulation of the anchor's connection
+    per probe. Left out, the prober keeps one connection per peer, as it must in production.
     """
     settings = settings if settings is not None else Settings()
     if contact_point.port is None:
@@ -489,6 +544,8 @@ async def open_node(
         transport=transport,
         rng=rng,
         security=security,
+        http_transport=http_transport,
+        connect_websocket=connect_websocket,
     )
     try:
         async with trio.open_nursery() as nursery:

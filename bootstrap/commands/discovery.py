@@ -106,16 +106,14 @@ def discovery_from_args(
     parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings
 ) -> Discovery:
     """The backend the flags ask for; exits 2 (``parser.error``) naming a missing flag."""
-    names = args.aggregate if args.discovery == "aggregate" and args.aggregate else [args.discovery]
-    # A backend needs no timeout of its own: it ends just before the node's deadline
-    # (discovery_timeout) with an error that says what to check (bootstrap.discovery.deadline).
-    # Only in an aggregate does each get an equal share, so a hung first backend leaves time
-    # for the next.
-    timeout = settings.discovery_timeout / len(names) if len(names) > 1 else None
+    # No backend gets a timeout of its own: each ends just before the deadline of the lookup it
+    # serves (the node's discovery_timeout) with an error that says what to check
+    # (bootstrap.discovery.deadline), and an aggregate gives each of its backends a share of
+    # that deadline itself, so a hung first backend leaves time for the next.
     builders: dict[str, Callable[[], Discovery]] = {
         "static": lambda: _static(parser, args),
-        "dns": lambda: _dns(parser, args, timeout),
-        "kubernetes": lambda: _kubernetes(parser, args, settings, timeout),
+        "dns": lambda: _dns(parser, args),
+        "kubernetes": lambda: _kubernetes(parser, args, settings),
     }
     try:
         if args.discovery != "aggregate":
@@ -133,9 +131,7 @@ def _static(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Discov
     return StaticDiscovery(args.contact_points)
 
 
-def _dns(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, timeout: float | None
-) -> Discovery:
+def _dns(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Discovery:
     if not args.service_name:
         parser.error("argument --service-name: dns discovery needs the name to look up")
     return DnsDiscovery(
@@ -143,15 +139,11 @@ def _dns(
         port_name=args.dns_port_name,
         protocol=args.dns_protocol,
         nameservers=args.dns_server or (),
-        timeout=timeout,
     )
 
 
 def _kubernetes(
-    parser: argparse.ArgumentParser,
-    args: argparse.Namespace,
-    settings: Settings,
-    timeout: float | None,
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings
 ) -> Discovery:
     if not args.pod_label_selector:
         parser.error(
@@ -163,6 +155,5 @@ def _kubernetes(
         namespace=args.pod_namespace,
         port_name=args.pod_port_name,
         api_url=args.kubernetes_api,
-        timeout=timeout,
         settings=settings,
     )

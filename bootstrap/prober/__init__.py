@@ -71,6 +71,7 @@ from ._types import (
     Transport,
     WatchConnection,
 )
+from ._watch import WATCH_CLOSE_TIMEOUT
 
 __all__ = [
     "CONTACT_POINT_HEADER",
@@ -78,6 +79,7 @@ __all__ = [
     "PROPOSE_MESSAGE",
     "ROUND_HEADER",
     "SEED_NODES_PATH",
+    "WATCH_CLOSE_TIMEOUT",
     "WATCH_PATH",
     "ConnectWebsocket",
     "ConnectionChurnError",

@@ -44,6 +44,7 @@ import math
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -118,7 +119,11 @@ class Prober:
     Start it with ``await nursery.start(prober.run)``; then ``probe(cp)`` for each ``Probe``
     action and ``stop(cp)`` for each ``StopProbing``. Results arrive through ``report`` as
     ``ProbeSucceeded`` / ``ProbeFailed`` (also unsolicited ones, pushed over a watch).
-    ``http_transport`` and ``connect_websocket`` replace the network in tests.
+    ``http_transport`` and ``connect_websocket`` replace how peers are reached: in tests, peers
+    in memory; in the benchmark, the anchor's connection per probe. An ``http_transport`` owns
+    its connections, so ``stop(cp)`` cannot close one peer's: left out, each peer gets a pool of
+    its own (one keep-alive connection, closed by ``stop``), as production needs. Requests
+    carry httpcore's ``trace`` extension, by which the prober counts each new TCP connection.
     ``keepalive_expiry`` overrides ``settings.client_keepalive_expiry``; either way a value that
     would let a connection expire between two probes raises :class:`ConnectionChurnError`.
     """
@@ -178,7 +183,7 @@ class Prober:
         self._http_verify: ssl.SSLContext | None = self._tls_context
         self._limiter = trio.CapacityLimiter(max_in_flight)
         contact = str(self_contact_point)
-        self._headers = {
+        http_headers = {
             CONTACT_POINT_HEADER: contact,
             "User-Agent": f"cluster-bootstrap/{__version__}",
             # The body is read with a size limit; a compressed one would defeat it.
@@ -187,8 +192,10 @@ class Prober:
         websocket_headers = [(CONTACT_POINT_HEADER.encode(), contact.encode())]
         authorization = self._security.authorization()
         if authorization is not None:
-            self._headers["Authorization"] = authorization
+            http_headers["Authorization"] = authorization
             websocket_headers.append((b"Authorization", authorization.encode("ascii")))
+        # Every poll's headers, fixed from here on (an http_transport may add its own).
+        self._http_headers: Mapping[str, str] = MappingProxyType(http_headers)
         if connect_websocket is None:
             connect_websocket = OpenWatch(
                 local_address=self._local_address,
@@ -228,7 +235,7 @@ class Prober:
             # Never route a probe through an HTTP(S)_PROXY from the environment.
             trust_env=False,
             follow_redirects=False,
-            headers=self._headers,
+            headers=self._http_headers,
         )
         closing = trio.Event()
         try:
@@ -336,16 +343,12 @@ class Prober:
             verify=self._http_verify,
             trust_env=False,
             local_address=self._local_address(address),
-            limits=self._pool_limits(),
-        )
-
-    def _pool_limits(self) -> httpx.Limits:
-        # One connection per peer, kept between probes (the benchmark's emulation of the anchor
-        # overrides this to keep none).
-        return httpx.Limits(
-            max_connections=1,
-            max_keepalive_connections=1,
-            keepalive_expiry=self._keepalive_expiry,
+            # One connection per peer, kept between probes.
+            limits=httpx.Limits(
+                max_connections=1,
+                max_keepalive_connections=1,
+                keepalive_expiry=self._keepalive_expiry,
+            ),
         )
 
     def _connection_opened(self, address: ContactPoint) -> None:

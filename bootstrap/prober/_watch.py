@@ -15,8 +15,9 @@ Rules (DESIGN section 4):
   included): the watch is presumed dead, since a half-open connection looks exactly like this,
   and it ends; the next probe opens a new one.
 * **A watch ends once**, and its end is emitted the moment it is seen, before the close, which
-  may wait up to :data:`_CLOSE_TIMEOUT` for a peer that does not finish the close handshake. The
-  reader and the task that sends ``probe`` can both see the end; only the first counts.
+  may wait up to :data:`WATCH_CLOSE_TIMEOUT` for a peer that does not finish the close
+  handshake. The reader and the task that sends ``probe`` can both see the end; only the first
+  counts.
 * **Bounded.** Frames are refused above :data:`_MAX_WATCH_MESSAGE`, and a watch delivering more
   than :data:`MAX_WATCH_MESSAGES_PER_PUSH_INTERVAL` within one push interval ends as flooded.
 * **Outcomes, not reports; ends, not policy.** :meth:`WatchClient.watch` emits each message as a
@@ -26,7 +27,7 @@ Rules (DESIGN section 4):
   :data:`~._failures.PEER_ERRORS` become failures; other exceptions are bugs and propagate.
 * **Closing survives a stop.** The websocket's reader task runs in a nursery of this module,
   outside the region ``stop()`` cancels, so after a stop it still completes the close handshake
-  promptly; the close itself runs shielded, bounded by :data:`_CLOSE_TIMEOUT`.
+  promptly; the close itself runs shielded, bounded by :data:`WATCH_CLOSE_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from ._types import ConnectWebsocket, Counters, WatchConnection
 
 __all__ = [
     "MAX_WATCH_MESSAGES_PER_PUSH_INTERVAL",
+    "WATCH_CLOSE_TIMEOUT",
     "Ending",
     "OpenWatch",
     "OwnedWatch",
@@ -80,9 +82,11 @@ logger = logging.getLogger("bootstrap.prober")
 # decoder, not the framing, names the problem for a document slightly too big, and a peer
 # cannot make us buffer more than this.
 _MAX_WATCH_MESSAGE: Final = MAX_DOCUMENT_BYTES + 4096
-# A peer that does not finish the websocket close handshake promptly gets its TCP connection
-# closed anyway; closing must not hold up a stop (it runs shielded from cancellation).
-_CLOSE_TIMEOUT: Final = 1.0
+#: A peer that does not finish the websocket close handshake within this gets its TCP
+#: connection closed anyway: closing runs shielded from cancellation, so it must not hold up a
+#: stop. One close handshake with a peer that answers promptly, as the server's own
+#: ``CLOSE_ON_SHUTDOWN_TIMEOUT``; the node's stop may take this long after ``STOP_TIMEOUT``.
+WATCH_CLOSE_TIMEOUT: Final = 1.0
 #: Most messages a watch may deliver within one ``watch_push_interval`` (DESIGN section 4). A
 #: server that keeps to the protocol sends, per interval, one periodic push, one answer to each
 #: of our ``probe`` messages (at most one is in flight, and the machine probes a peer at most
@@ -379,7 +383,7 @@ class WatchClient:
 async def _close_watch(connection: WatchConnection) -> None:
     # Shielded: a stop() cancels the worker, and the close must still happen (once), but
     # bounded, because the close handshake waits for the peer.
-    with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+    with trio.CancelScope(shield=True), trio.move_on_after(WATCH_CLOSE_TIMEOUT):
         try:
             await connection.aclose()
         except PEER_ERRORS as error:  # a broken connection is closed all the same

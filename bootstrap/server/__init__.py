@@ -30,10 +30,19 @@ from .app import ManagementApp
 from .asgi import Message, Receive, Scope, Send
 from .limits import MAX_CLIENT_MESSAGE_BYTES, ServerLimits, ServerStatistics
 from .require_secret import RequireSecret
-from .serving import management_server_config, serve_management
+from .serving import (
+    GRACEFUL_SHUTDOWN_TIMEOUT,
+    SHUTDOWN_TIMEOUT,
+    management_server_config,
+    serve_management,
+)
+from .watch import CLOSE_ON_SHUTDOWN_TIMEOUT
 
 __all__ = [
+    "CLOSE_ON_SHUTDOWN_TIMEOUT",
+    "GRACEFUL_SHUTDOWN_TIMEOUT",
     "MAX_CLIENT_MESSAGE_BYTES",
+    "SHUTDOWN_TIMEOUT",
     "ManagementApp",
     "Message",
     "Receive",

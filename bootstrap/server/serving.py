@@ -36,21 +36,36 @@ from .app import ManagementApp
 from .handshake_alert import HandshakeAlertFirst
 from .limits import MAX_CLIENT_MESSAGE_BYTES, ServerLimits
 from .require_secret import RequireSecret
+from .watch import CLOSE_ON_SHUTDOWN_TIMEOUT
 
 if TYPE_CHECKING:
     from hypercorn.typing import ASGIFramework
 
-__all__ = ["management_server_config", "serve_management"]
+__all__ = [
+    "GRACEFUL_SHUTDOWN_TIMEOUT",
+    "SHUTDOWN_TIMEOUT",
+    "management_server_config",
+    "serve_management",
+]
 
 # One logger for the whole server (docs/node.md names it), whichever module logs.
 logger = logging.getLogger("bootstrap.server")
 
 _DEFAULT_LIMITS: Final = ServerLimits()
+
+# The server's part of the stop-timeout chain (bootstrap.node.STOP_TIMEOUT states it whole).
 # A graceful shutdown (serve_management's shutdown_trigger) stops accepting, closes idle
-# connections and watches (1001) at once, and gives responses in flight this long to finish
-# before what is left is cancelled. Answers take milliseconds; the rest is slack for a watch
-# client slow to complete the close handshake.
-_GRACEFUL_SHUTDOWN_TIMEOUT: Final = 2.0
+# connections and every watch (1001) at once, and gives what is still in flight
+# GRACEFUL_SHUTDOWN_TIMEOUT to finish: answers take milliseconds (a second of slack), and the
+# watches closed at the trigger get as long for their close handshakes as a cancelled one
+# would. Then hypercorn cancels what is left, and each watch cancelled says 1001 for at most
+# CLOSE_ON_SHUTDOWN_TIMEOUT more, shielded: SHUTDOWN_TIMEOUT bounds the whole shutdown.
+_IN_FLIGHT_SLACK: Final = 1.0
+#: How long a graceful shutdown waits for what is in flight before cancelling it (hypercorn's
+#: ``graceful_timeout``).
+GRACEFUL_SHUTDOWN_TIMEOUT: Final = _IN_FLIGHT_SLACK + CLOSE_ON_SHUTDOWN_TIMEOUT
+#: :func:`serve_management` returns within this of its ``shutdown_trigger`` returning.
+SHUTDOWN_TIMEOUT: Final = GRACEFUL_SHUTDOWN_TIMEOUT + CLOSE_ON_SHUTDOWN_TIMEOUT
 
 
 def management_server_config(
@@ -71,7 +86,7 @@ def management_server_config(
     # that is a reconnect per peer every ~17 minutes while formation stalls. Probes reuse one
     # connection for as long as the client keeps it.
     config.keep_alive_max_requests = 2**62
-    config.graceful_timeout = _GRACEFUL_SHUTDOWN_TIMEOUT
+    config.graceful_timeout = GRACEFUL_SHUTDOWN_TIMEOUT
     # Clients only send "probe" over a watch; hypercorn closes with 1009 beyond this.
     config.websocket_max_message_size = MAX_CLIENT_MESSAGE_BYTES
     # Hostile input (ServerLimits). Headers beyond this get 431 from hypercorn, before the app;
@@ -128,7 +143,8 @@ async def serve_management(
 
     Cancelling stops at once. A graceful stop is ``shutdown_trigger`` returning: the socket stops
     listening, idle connections are closed, every watch is closed with 1001 (going away), and
-    responses in flight finish (for at most 2 s); then this returns.
+    responses in flight finish (for at most :data:`GRACEFUL_SHUTDOWN_TIMEOUT`, 2 s); then this
+    returns, within :data:`SHUTDOWN_TIMEOUT` (3 s) of the trigger.
 
     ``task_status.started()`` is called once the socket listens. Binding errors (address in use,
     not a local address) raise ``OSError`` from ``nursery.start()``. With ``security``, only

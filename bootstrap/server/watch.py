@@ -23,7 +23,8 @@ Rules:
   later protocol versions may send more kinds.
 * A watch never ends on its own: :meth:`WatchEndpoint.going_away` closes every watch, and any
   opened later, with 1001; a cancelled watch (the server stopping at once) still says 1001 to
-  its client, shielded for at most a second so a slow client cannot hold up the shutdown.
+  its client, shielded for at most :data:`CLOSE_ON_SHUTDOWN_TIMEOUT` so a slow client cannot hold
+  up the shutdown.
 """
 
 from __future__ import annotations
@@ -63,13 +64,15 @@ from .limits import (
     retry_after_header,
 )
 
-__all__ = ["WatchEndpoint"]
+__all__ = ["CLOSE_ON_SHUTDOWN_TIMEOUT", "WatchEndpoint"]
 
 # One logger for the whole server (docs/node.md names it), whichever module logs.
 logger = logging.getLogger("bootstrap.server")
 
-# On shutdown a watch gets this long to say "going away" before its connection is dropped.
-_CLOSE_ON_SHUTDOWN_TIMEOUT: Final = 1.0
+#: When the server stops at once (cancelled), a watch gets this long, shielded, to say "going
+#: away" (1001) before its connection is dropped: one close handshake with a client that answers
+#: promptly. The bottom of the stop-timeout chain (:data:`bootstrap.node.STOP_TIMEOUT`).
+CLOSE_ON_SHUTDOWN_TIMEOUT: Final = 1.0
 
 _WS_GOING_AWAY: Final = 1001
 _WS_POLICY_VIOLATION: Final = 1008
@@ -189,7 +192,7 @@ class WatchEndpoint:
             # a broken connection), but never hold up the shutdown for a slow client. (except*:
             # the cancellation arrives grouped from the watch's nursery.)
             with trio.CancelScope(
-                deadline=trio.current_time() + _CLOSE_ON_SHUTDOWN_TIMEOUT, shield=True
+                deadline=trio.current_time() + CLOSE_ON_SHUTDOWN_TIMEOUT, shield=True
             ):
                 await send({"type": "websocket.close", "code": _WS_GOING_AWAY})
             raise

@@ -15,19 +15,17 @@ prober and the management server); only its peers are fakes. A poll reaches an
 :class:`tests.helpers.watch_peer.InMemoryWatchPeers`. The node's own server listens on
 127.0.0.1, and nothing connects to it.
 
-Seam: :func:`bootstrap.node.open_node` takes no transports for its prober yet, so
-:func:`open_in_memory_node` builds the node itself and swaps the prober through the subclass hook
-``Node._make_prober``. Once ``open_node`` accepts ``http_transport=`` and ``connect_websocket=``
-(passed on to :class:`~bootstrap.prober.Prober`), that function becomes a call of ``open_node``.
+The peers are handed to :func:`bootstrap.node.open_node` through its public seam:
+``http_transport=`` and ``connect_websocket=``, passed on to :class:`~bootstrap.prober.Prober`.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 import attrs
 import httpx
@@ -52,9 +50,14 @@ from bootstrap.core.wire import (
     parse_round,
 )
 from bootstrap.discovery import Discovery, StaticDiscovery
-from bootstrap.membership import LocalMembership
-from bootstrap.node import Node
-from bootstrap.prober import ConnectWebsocket, Prober, Transport
+from bootstrap.node import STOP_TIMEOUT, STOPPED_WITHIN, Node, open_node
+from bootstrap.prober import WATCH_CLOSE_TIMEOUT, Transport
+from bootstrap.server import (
+    CLOSE_ON_SHUTDOWN_TIMEOUT,
+    GRACEFUL_SHUTDOWN_TIMEOUT,
+    SHUTDOWN_TIMEOUT,
+    management_server_config,
+)
 from tests.helpers.ports import free_port
 from tests.helpers.running import autojump_clock, run
 from tests.helpers.watch_peer import InMemoryWatchPeers
@@ -163,34 +166,6 @@ class WatchedPeers(InMemoryWatchPeers):
             pass
 
 
-class InMemoryNode(Node):
-    """A node whose prober reaches its peers through in-memory transports (see the seam above)."""
-
-    def __init__(
-        self,
-        *,
-        http_transport: httpx.AsyncBaseTransport,
-        connect_websocket: ConnectWebsocket | None,
-        **node: Any,
-    ) -> None:
-        # Read by _make_prober, which Node.__init__ calls.
-        self._in_memory = (http_transport, connect_websocket)
-        super().__init__(**node)
-
-    def _make_prober(self, transport: Transport) -> Prober:
-        http_transport, connect_websocket = self._in_memory
-        return Prober(
-            settings=self.settings,
-            self_contact_point=self.contact_point,
-            service_name=self.service_name,
-            transport=transport,
-            report=self._report,
-            http_transport=http_transport,
-            connect_websocket=connect_websocket,
-            security=self.security,
-        )
-
-
 @asynccontextmanager
 async def open_in_memory_node(
     *,
@@ -201,24 +176,17 @@ async def open_in_memory_node(
 ) -> AsyncIterator[Node]:
     """A running node at :data:`SELF` whose peers are ``peers``, stopped gracefully on exit."""
     async with trio.open_nursery() as nursery:
-        node = InMemoryNode(
+        async with open_node(
             settings=settings,
             contact_point=SELF,
-            self_node=f"http://{SELF}",
             discovery=discovery,
-            membership=LocalMembership(f"http://{SELF}"),
-            service_name=None,
             transport=transport,
             rng=random.Random(0),
             http_transport=httpx.MockTransport(peers.handle),
             connect_websocket=WatchedPeers(nursery, peers).connect,
-        )
-        await nursery.start(node.run)
-        try:
+        ) as node:
             yield node
-        finally:
-            node.stop()
-        # The graceful stop lets run() return; the watch servers' tasks are ours to end.
+        # The graceful stop lets the node return; the watch servers' tasks are ours to end.
         nursery.cancel_scope.cancel()
 
 
@@ -261,3 +229,53 @@ def test_the_lowest_node_forms_exactly_one_stable_margin_after_the_first_lookup(
         assert peers.probers_seen() == {str(SELF)}
 
     run(test, seconds=VIRTUAL_TIMEOUT, clock=autojump_clock())
+
+
+@pytest.mark.parametrize(
+    ("required", "expected", "warned"),
+    [(2, 4, True), (1, 2, True), (3, 4, False), (2, 3, False), (2, None, False)],
+)
+def test_a_node_warns_at_start_when_required_is_no_majority_of_expected(
+    caplog: pytest.LogCaptureFixture, required: int, expected: int | None, warned: bool
+) -> None:
+    """With expected_contact_points set and required_contact_points at most half of it, the
+    node says at start that S1 does not hold and which value restores it; otherwise nothing."""
+    settings = attrs.evolve(
+        SETTINGS, required_contact_points=required, expected_contact_points=expected
+    )
+
+    async def test() -> None:
+        async with open_in_memory_node(
+            settings=settings,
+            discovery=StaticDiscovery([SELF, *PEERS]),
+            transport="poll",
+            peers=Peers(founding_round=False),
+        ):
+            pass
+
+    with caplog.at_level(logging.WARNING, logger="bootstrap.node"):
+        run(test, seconds=VIRTUAL_TIMEOUT, clock=autojump_clock())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if not warned:
+        assert warnings == []
+        return
+    assert expected is not None
+    assert warnings == [
+        f"{SELF}: required_contact_points={required} is not a majority of "
+        f"expected_contact_points={expected}: guarantee S1 (at most one cluster whatever "
+        "discovery returns to each node) does not hold; set required_contact_points to at "
+        f"least {expected // 2 + 1}"
+    ]
+
+
+def test_the_stop_timeouts_nest() -> None:
+    """Each bound of the stop-timeout chain outlasts the one inside it, as node.py states."""
+    assert CLOSE_ON_SHUTDOWN_TIMEOUT < GRACEFUL_SHUTDOWN_TIMEOUT < SHUTDOWN_TIMEOUT
+    # hypercorn cancels after the graceful timeout; each cancelled watch then says 1001.
+    assert SHUTDOWN_TIMEOUT >= GRACEFUL_SHUTDOWN_TIMEOUT + CLOSE_ON_SHUTDOWN_TIMEOUT
+    # The node waits out the server's whole shutdown, so the server finishes on its own.
+    assert STOP_TIMEOUT >= SHUTDOWN_TIMEOUT
+    # After STOP_TIMEOUT the prober's watches still close, shielded, each within its bound.
+    assert STOPPED_WITHIN >= STOP_TIMEOUT + WATCH_CLOSE_TIMEOUT
+    config = management_server_config(bind=SELF, settings=SETTINGS)
+    assert config.graceful_timeout == GRACEFUL_SHUTDOWN_TIMEOUT

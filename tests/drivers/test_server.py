@@ -3,13 +3,15 @@ real sockets through hypercorn.
 
 Testing policy:
 
-* Every test runs under an absolute ``trio.fail_after`` (:func:`run`), so a hang is a failure
-  with a traceback, never a stuck suite.
+* Every test runs under an absolute ``trio.fail_after`` (:func:`tests.helpers.running.run`), so
+  a hang is a failure with a traceback, never a stuck suite.
 * Timed behaviour (watch pushes) runs under ``trio.testing.MockClock(autojump_threshold=0)``
   and asserts exact virtual times: the clock only moves when every task is blocked, so "pushed
   at t=1.0" means exactly the periodic deadline, not "roughly a second later".
 * HTTP endpoints are exercised in-process through ``httpx.ASGITransport``; the watch by
-  driving the ASGI websocket messages directly through in-memory trio channels.
+  driving the ASGI websocket messages directly through in-memory trio channels
+  (:class:`tests.helpers.asgi_websocket.AsgiWebsocket`). The node side of the app is
+  :class:`tests.helpers.fake_node.FakeNode`.
 * The real-socket tests bind 127.0.0.1 on a free port and use real time with short intervals;
   they check what only a real server shows: binding, keep-alive reuse, websocket framing, and
   a clean close on shutdown.
@@ -24,11 +26,9 @@ import json
 import logging
 import math
 import socket
-import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import attrs
 import httpx
 import pytest
 import trio
@@ -36,81 +36,22 @@ import trio.testing
 import trio_websocket
 
 from bootstrap import ContactPoint, Member, SeedNodesDocument, Settings, UsageError
-from bootstrap.core.wire import decode_seed_nodes, encode_seed_nodes
+from bootstrap.core.wire import CONTACT_POINT_HEADER, decode_seed_nodes, encode_seed_nodes
 from bootstrap.server import (
     ManagementApp,
     Message,
-    ServerLimits,
     management_server_config,
     serve_management,
 )
+from tests.helpers.asgi_websocket import AsgiWebsocket
+from tests.helpers.fake_node import EMPTY, PEER, SELF, SETTINGS, FakeNode
+from tests.helpers.ports import free_port
+from tests.helpers.running import autojump_clock, run
 
-TEST_TIMEOUT = 10.0
-SELF = ContactPoint("127.0.0.1", 8558)
-PEER = ContactPoint("10.0.0.7", 8558)
-# watch_push_interval = 2.0 * (1 - 0.5) = 1.0: round virtual times, exact in binary floats.
-SETTINGS = Settings(probe_interval=2.0, probe_jitter=0.5)
 PUSH = SETTINGS.watch_push_interval
-EMPTY = SeedNodesDocument("http://127.0.0.1:8558", (), service_name="svc")
 JOINED = SeedNodesDocument(
     "http://127.0.0.1:8558", (Member("http://127.0.0.1:8558"),), cluster_id="c1", service_name="svc"
 )
-
-
-def run(test: Callable[[], Awaitable[None]], *, fake_clock: bool = False) -> None:
-    """Run ``test`` under trio with an absolute deadline (virtual time under the fake clock)."""
-
-    async def main() -> None:
-        with trio.fail_after(TEST_TIMEOUT):
-            await test()
-
-    clock = trio.testing.MockClock(autojump_threshold=0) if fake_clock else None
-    trio.run(main, clock=clock)
-
-
-@attrs.define
-class Node:
-    """The node side of the app: what it serves and what the app told it."""
-
-    document: SeedNodesDocument = EMPTY
-    status: dict[str, object] = attrs.field(factory=lambda: {"phase": "probing"})
-    ready: bool = False
-    contacted: list[ContactPoint] = attrs.field(factory=list)
-    fail: set[str] = attrs.field(factory=set)  # callbacks that raise
-
-    def build_document(self) -> SeedNodesDocument:
-        if "document" in self.fail:
-            raise RuntimeError("membership unavailable")
-        return self.document
-
-    def build_status(self) -> dict[str, object]:
-        if "status" in self.fail:
-            raise RuntimeError("status unavailable")
-        return self.status
-
-    def is_ready(self) -> bool:
-        if "ready" in self.fail:
-            raise RuntimeError("readiness unavailable")
-        return self.ready
-
-    def on_contacted(self, contact_point: ContactPoint) -> None:
-        self.contacted.append(contact_point)
-        if "on_contacted" in self.fail:
-            raise RuntimeError("event queue closed")
-
-    def app(
-        self, settings: Settings = SETTINGS, *, limits: ServerLimits | None = None
-    ) -> ManagementApp:
-        return ManagementApp(
-            settings=settings,
-            self_contact_point=SELF,
-            service_name="svc",
-            document=self.build_document,
-            status=self.build_status,
-            ready=self.is_ready,
-            on_contacted=self.on_contacted,
-            limits=ServerLimits() if limits is None else limits,
-        )
 
 
 def client(app: ManagementApp, *, root_path: str = "") -> httpx.AsyncClient:
@@ -130,7 +71,7 @@ async def get(
 
 def test_seed_nodes_serves_the_encoded_document() -> None:
     """GET /bootstrap/seed-nodes answers 200 JSON with exactly encode_seed_nodes(document())."""
-    node = Node(document=JOINED)
+    node = FakeNode(document=JOINED)
 
     async def test() -> None:
         response = await get(node.app(), "/bootstrap/seed-nodes")
@@ -155,7 +96,7 @@ def test_seed_nodes_reports_a_valid_contact_point_header(
     header: str, expected: ContactPoint
 ) -> None:
     """A valid Bootstrap-Contact-Point header on a seed-nodes request reaches on_contacted."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         response = await get(
@@ -182,7 +123,7 @@ def test_seed_nodes_reports_a_valid_contact_point_header(
 )
 def test_seed_nodes_ignores_an_invalid_contact_point_header(header: str) -> None:
     """An unparsable header is ignored: no contact, and the request is still answered."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         async with client(node.app()) as http:
@@ -200,7 +141,7 @@ def test_seed_nodes_ignores_an_invalid_contact_point_header(header: str) -> None
 def test_invalid_header_is_logged_once_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     """A peer repeating the same bad header produces one DEBUG line, not one per probe."""
     caplog.set_level(logging.DEBUG, logger="bootstrap.server")
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
@@ -218,7 +159,7 @@ def test_invalid_header_is_logged_once_at_debug(caplog: pytest.LogCaptureFixture
 
 def test_contact_point_header_is_only_read_on_seed_nodes() -> None:
     """Status, alive and ready requests are not probes: their header is not a contact."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         headers = {"Bootstrap-Contact-Point": str(PEER)}
@@ -231,7 +172,7 @@ def test_contact_point_header_is_only_read_on_seed_nodes() -> None:
 
 def test_on_contacted_raising_does_not_break_the_answer(caplog: pytest.LogCaptureFixture) -> None:
     """An exception from on_contacted is logged and the document is served all the same."""
-    node = Node(fail={"on_contacted"})
+    node = FakeNode(fail={"on_contacted"})
 
     async def test() -> None:
         response = await get(
@@ -247,7 +188,7 @@ def test_on_contacted_raising_does_not_break_the_answer(caplog: pytest.LogCaptur
 
 def test_document_raising_gives_a_json_500(caplog: pytest.LogCaptureFixture) -> None:
     """document() raising answers 500 with a JSON error, logs it, and still counts the contact."""
-    node = Node(fail={"document"})
+    node = FakeNode(fail={"document"})
 
     async def test() -> None:
         response = await get(
@@ -264,7 +205,7 @@ def test_document_raising_gives_a_json_500(caplog: pytest.LogCaptureFixture) -> 
 
 def test_status_serves_the_node_status() -> None:
     """GET /bootstrap/status answers 200 with the node's JSON body."""
-    node = Node(status={"phase": "decided", "decision": {"kind": "join-self"}, "reason": "ok"})
+    node = FakeNode(status={"phase": "decided", "decision": {"kind": "join-self"}, "reason": "ok"})
 
     async def test() -> None:
         response = await get(node.app(), "/bootstrap/status")
@@ -284,7 +225,7 @@ def test_status_serves_the_node_status() -> None:
 )
 def test_status_failures_give_a_json_500(status: dict[str, object], fail: set[str]) -> None:
     """status() raising or returning something that is not JSON answers 500 with a JSON error."""
-    node = Node(status=status, fail=fail)
+    node = FakeNode(status=status, fail=fail)
 
     async def test() -> None:
         response = await get(node.app(), "/bootstrap/status")
@@ -296,7 +237,7 @@ def test_status_failures_give_a_json_500(status: dict[str, object], fail: set[st
 
 def test_alive() -> None:
     """GET /alive answers 200 {"alive": true} whatever the node's state."""
-    node = Node(fail={"document", "status", "ready"})
+    node = FakeNode(fail={"document", "status", "ready"})
 
     async def test() -> None:
         response = await get(node.app(), "/alive")
@@ -307,7 +248,7 @@ def test_alive() -> None:
 
 def test_ready_follows_the_node() -> None:
     """GET /ready answers 503 before the node has joined and 200 after."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
@@ -322,7 +263,7 @@ def test_ready_follows_the_node() -> None:
 
 def test_ready_raising_gives_a_json_500() -> None:
     """ready() raising answers 500 with a JSON error, not a crash."""
-    node = Node(fail={"ready"})
+    node = FakeNode(fail={"ready"})
 
     async def test() -> None:
         response = await get(node.app(), "/ready")
@@ -339,7 +280,7 @@ def test_unknown_paths_are_404(path: str) -> None:
     """Any other path answers 404 with a JSON error."""
 
     async def test() -> None:
-        response = await get(Node().app(), path)
+        response = await get(FakeNode().app(), path)
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"
         assert "error" in response.json()
@@ -351,7 +292,7 @@ def test_unknown_paths_are_404(path: str) -> None:
 @pytest.mark.parametrize("path", ["/bootstrap/seed-nodes", "/bootstrap/status", "/alive", "/ready"])
 def test_wrong_method_is_405(method: str, path: str) -> None:
     """Known paths answer only GET: anything else is 405 with an Allow header, and no contact."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         async with client(node.app()) as http:
@@ -370,7 +311,7 @@ def test_plain_get_of_the_watch_endpoint_is_426() -> None:
     """GET /bootstrap/watch without a websocket upgrade answers 426 Upgrade Required."""
 
     async def test() -> None:
-        response = await get(Node().app(), "/bootstrap/watch")
+        response = await get(FakeNode().app(), "/bootstrap/watch")
         assert response.status_code == 426
         assert response.headers["upgrade"] == "websocket"
 
@@ -381,7 +322,7 @@ def test_routes_below_a_root_path() -> None:
     """Mounted under a base path, the app routes on the path below it."""
 
     async def test() -> None:
-        async with client(Node().app(), root_path="/mgmt") as http:
+        async with client(FakeNode().app(), root_path="/mgmt") as http:
             response = await http.get("/mgmt/alive")
         assert response.status_code == 200
 
@@ -390,7 +331,7 @@ def test_routes_below_a_root_path() -> None:
 
 def test_statistics_count_requests() -> None:
     """Every HTTP response, errors included, counts as a request served."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
@@ -412,7 +353,7 @@ def test_lifespan_startup_and_shutdown() -> None:
         from_app_send, from_app = trio.open_memory_channel[Message](10)
         await to_app_send.send({"type": "lifespan.startup"})
         await to_app_send.send({"type": "lifespan.shutdown"})
-        await Node().app()({"type": "lifespan"}, to_app.receive, from_app_send.send)
+        await FakeNode().app()({"type": "lifespan"}, to_app.receive, from_app_send.send)
         assert [await from_app.receive(), await from_app.receive()] == [
             {"type": "lifespan.startup.complete"},
             {"type": "lifespan.shutdown.complete"},
@@ -424,77 +365,59 @@ def test_lifespan_startup_and_shutdown() -> None:
 # --- the watch, in-process under a fake clock ---------------------------------------------------
 
 
-class Watch:
-    """A websocket client speaking ASGI messages to the app through in-memory channels."""
+class Watch(AsgiWebsocket):
+    """A peer watching the app in-process: its handshake's contact header, then every push."""
 
     def __init__(
-        self, app: ManagementApp, *, path: str = "/bootstrap/watch", header: str | None = None
+        self,
+        app: ManagementApp,
+        *,
+        path: str = "/bootstrap/watch",
+        header: str | None = None,
+        client: tuple[str, int] | None = None,
+        extension: bool = True,
     ) -> None:
-        self.app = app
-        headers = [] if header is None else [(b"bootstrap-contact-point", header.encode())]
-        self.scope: dict[str, Any] = {
-            "type": "websocket",
-            "path": path,
-            "root_path": "",
-            "headers": headers,
-            "extensions": {"websocket.http.response": {}},
-        }
-        self._to_app_send, self._to_app = trio.open_memory_channel[Message](math.inf)
-        self._from_app_send, self._from_app = trio.open_memory_channel[Message](math.inf)
-        self.finished = trio.Event()
+        headers = None if header is None else {CONTACT_POINT_HEADER: header}
+        super().__init__(app, path=path, headers=headers, client=client, extension=extension)
 
-    async def run_app(self) -> None:
-        try:
-            await self.app(self.scope, self._to_app.receive, self._from_app_send.send)
-        finally:
-            self.finished.set()
-
-    async def connect(self, nursery: trio.Nursery) -> None:
+    async def open(self, nursery: trio.Nursery) -> None:
+        """Run the app's side in ``nursery`` and complete the handshake (accepted)."""
         nursery.start_soon(self.run_app)
-        await self.client_sends({"type": "websocket.connect"})
-        assert await self.server_message() == {"type": "websocket.accept"}
-
-    async def client_sends(self, message: Message) -> None:
-        await self._to_app_send.send(message)
-
-    async def server_message(self) -> Message:
-        return await self._from_app.receive()
+        await self.connect()
+        assert await self.next() == {"type": "websocket.accept"}
 
     async def document(self) -> tuple[float, SeedNodesDocument]:
         """The next pushed document and the virtual time it arrived."""
-        message = await self.server_message()
+        message = await self.next()
         assert message["type"] == "websocket.send", message
         return trio.current_time(), decode_seed_nodes(message["text"].encode())
-
-    def pending(self) -> int:
-        return self._from_app.statistics().current_buffer_used
 
 
 def test_watch_pushes_on_connect_then_every_push_interval() -> None:
     """A watch gets the document at t=0, then again every watch_push_interval though unchanged."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app)
-            await watch.connect(nursery)
+            await watch.open(nursery)
             pushes = [await watch.document() for _ in range(4)]
             assert pushes == [(t * PUSH, EMPTY) for t in range(4)]
             nursery.cancel_scope.cancel()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_notify_changed_pushes_a_new_document_at_once() -> None:
     """notify_changed() with a new document pushes it at that instant; the period restarts."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app)
-            await watch.connect(nursery)
+            await watch.open(nursery)
             assert await watch.document() == (0.0, EMPTY)
             await trio.sleep(0.25)
             node.document = JOINED
@@ -503,18 +426,18 @@ def test_notify_changed_pushes_a_new_document_at_once() -> None:
             assert await watch.document() == (0.25 + PUSH, JOINED)
             nursery.cancel_scope.cancel()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_notify_changed_without_a_change_pushes_nothing() -> None:
     """notify_changed() with the same document sends nothing extra: the period stands."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app)
-            await watch.connect(nursery)
+            await watch.open(nursery)
             assert await watch.document() == (0.0, EMPTY)
             await trio.sleep(0.25)
             app.notify_changed()
@@ -522,67 +445,67 @@ def test_notify_changed_without_a_change_pushes_nothing() -> None:
             assert app.statistics().documents_pushed == 2
             nursery.cancel_scope.cancel()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_probe_message_pushes_at_once_and_counts_as_contact() -> None:
     """A client `probe` message gets the document at once and reports the handshake's contact."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app, header=str(PEER))
-            await watch.connect(nursery)
+            await watch.open(nursery)
             assert node.contacted == [PEER]  # the handshake itself
             assert await watch.document() == (0.0, EMPTY)
             await trio.sleep(0.5)
-            await watch.client_sends({"type": "websocket.receive", "text": "probe"})
+            await watch.send({"type": "websocket.receive", "text": "probe"})
             assert await watch.document() == (0.5, EMPTY)
             assert node.contacted == [PEER, PEER]
             assert await watch.document() == (0.5 + PUSH, EMPTY)
             nursery.cancel_scope.cancel()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_probe_without_a_contact_point_header_still_pushes() -> None:
     """A watch opened without (or with a bad) header is served; its probes report no contact."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app, header="garbage")
-            await watch.connect(nursery)
+            await watch.open(nursery)
             assert await watch.document() == (0.0, EMPTY)
             await trio.sleep(0.5)
-            await watch.client_sends({"type": "websocket.receive", "text": "probe"})
+            await watch.send({"type": "websocket.receive", "text": "probe"})
             assert await watch.document() == (0.5, EMPTY)
             assert node.contacted == []
             nursery.cancel_scope.cancel()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_other_client_messages_are_ignored() -> None:
     """Messages other than the text `probe` (other text, bytes) change nothing."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app, header=str(PEER))
-            await watch.connect(nursery)
+            await watch.open(nursery)
             assert await watch.document() == (0.0, EMPTY)
             await trio.sleep(0.5)
             for message in ({"text": "hello"}, {"bytes": b"probe"}, {"text": "PROBE"}):
-                await watch.client_sends({"type": "websocket.receive", **message})
+                await watch.send({"type": "websocket.receive", **message})
             assert await watch.document() == (PUSH, EMPTY)
             assert node.contacted == [PEER]
             nursery.cancel_scope.cancel()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 @pytest.mark.parametrize("message", [{"text": "x" * 1025}, {"bytes": b"x" * 1025}])
@@ -590,55 +513,55 @@ def test_oversized_client_message_closes_the_watch(message: dict[str, Any]) -> N
     """A client message over 1 KiB closes the watch with 1009 (message too big)."""
 
     async def test() -> None:
-        app = Node().app()
+        app = FakeNode().app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app)
-            await watch.connect(nursery)
+            await watch.open(nursery)
             await watch.document()
-            await watch.client_sends({"type": "websocket.receive", **message})
-            assert await watch.server_message() == {"type": "websocket.close", "code": 1009}
+            await watch.send({"type": "websocket.receive", **message})
+            assert await watch.next() == {"type": "websocket.close", "code": 1009}
             await watch.finished.wait()
         assert app.statistics().watches_open == 0
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_client_disconnect_ends_the_watch() -> None:
     """websocket.disconnect ends the app call quietly, and the watch is no longer counted open."""
 
     async def test() -> None:
-        app = Node().app()
+        app = FakeNode().app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app)
-            await watch.connect(nursery)
+            await watch.open(nursery)
             await watch.document()
             assert app.statistics().watches_open == 1
-            await watch.client_sends({"type": "websocket.disconnect", "code": 1000})
+            await watch.send({"type": "websocket.disconnect", "code": 1000})
             await watch.finished.wait()
         assert watch.pending() == 0  # no close sent back: the client already left
         stats = app.statistics()
         assert (stats.watches_open, stats.watches_opened_total, stats.documents_pushed) == (0, 1, 1)
         assert stats.requests_served == 0
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_document_raising_closes_the_watch_with_1011(caplog: pytest.LogCaptureFixture) -> None:
     """document() raising during a watch closes it with 1011 (internal error) and logs why."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watch = Watch(app)
-            await watch.connect(nursery)
+            await watch.open(nursery)
             await watch.document()
             node.fail.add("document")
             app.notify_changed()
-            assert await watch.server_message() == {"type": "websocket.close", "code": 1011}
+            assert await watch.next() == {"type": "websocket.close", "code": 1011}
             await watch.finished.wait()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
     assert any("membership unavailable" in r.exc_text for r in caplog.records if r.exc_text)
 
 
@@ -646,29 +569,29 @@ def test_server_shutdown_closes_the_watch_with_1001() -> None:
     """Cancelling the server (shutdown) sends a going-away close to every open watch."""
 
     async def test() -> None:
-        app = Node().app()
+        app = FakeNode().app()
         watch = Watch(app)
         with trio.CancelScope() as server:
             async with trio.open_nursery() as nursery:
-                await watch.connect(nursery)
+                await watch.open(nursery)
                 await watch.document()
                 server.cancel()
-        assert await watch.server_message() == {"type": "websocket.close", "code": 1001}
+        assert await watch.next() == {"type": "websocket.close", "code": 1001}
         assert app.statistics().watches_open == 0
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 def test_notify_changed_reaches_every_watch() -> None:
     """notify_changed() pushes the new document to every open watch at the same instant."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         app = node.app()
         async with trio.open_nursery() as nursery:
             watches = [Watch(app), Watch(app)]
             for watch in watches:
-                await watch.connect(nursery)
+                await watch.open(nursery)
                 assert await watch.document() == (0.0, EMPTY)
             await trio.sleep(0.5)
             node.document = JOINED
@@ -679,31 +602,31 @@ def test_notify_changed_reaches_every_watch() -> None:
             assert (stats.watches_open, stats.watches_opened_total) == (2, 2)
             nursery.cancel_scope.cancel()
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 @pytest.mark.parametrize("with_extension", [True, False])
 def test_websocket_on_another_path_is_refused(with_extension: bool) -> None:
     """A websocket handshake to any other path is refused (404 JSON where the server can say so)."""
-    node = Node()
+    node = FakeNode()
 
     async def test() -> None:
         watch = Watch(node.app(), path="/bootstrap/seed-nodes", header=str(PEER))
         if not with_extension:
             del watch.scope["extensions"]
-        await watch.client_sends({"type": "websocket.connect"})
+        await watch.send({"type": "websocket.connect"})
         await watch.run_app()
-        first = await watch.server_message()
+        first = await watch.next()
         if with_extension:
             assert first["type"] == "websocket.http.response.start"
             assert first["status"] == 404
-            body = await watch.server_message()
+            body = await watch.next()
             assert "error" in json.loads(body["body"])
         else:
             assert first == {"type": "websocket.close"}
         assert node.contacted == []
 
-    run(test, fake_clock=True)
+    run(test, clock=autojump_clock())
 
 
 # --- keep-alive, derived by the settings and configured in hypercorn ----------------------------
@@ -763,21 +686,14 @@ def test_config_refuses_a_contact_point_without_port() -> None:
 # --- real sockets through hypercorn -------------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (ContactPoint refuses port 0, so ask the OS first)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def ipv6_loopback_available() -> bool:
+def free_ipv6_port() -> int | None:
+    """A port free on ``::1`` right now, or None where there is no IPv6 loopback."""
     try:
-        free_port("::1")
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+            return int(sock.getsockname()[1])
     except OSError:
-        return False
-    return True
+        return None
 
 
 async def next_document(ws: trio_websocket.WebSocketConnection) -> SeedNodesDocument:
@@ -795,7 +711,7 @@ async def drain(ws: trio_websocket.WebSocketConnection) -> None:
 
 def test_real_server_answers_every_endpoint() -> None:
     """Over TCP: every endpoint answers, the header is seen, and one connection serves them all."""
-    node = Node(document=JOINED, ready=True)
+    node = FakeNode(document=JOINED, ready=True)
     bind = ContactPoint("127.0.0.1", free_port())
 
     async def test() -> None:
@@ -842,7 +758,7 @@ def test_real_server_answers_every_endpoint() -> None:
 
 def test_real_watch_pushes_documents_and_answers_probe() -> None:
     """Over a real websocket: documents arrive periodically, on probe, and after a change."""
-    node = Node()
+    node = FakeNode()
     bind = ContactPoint("127.0.0.1", free_port())
     # A 0.1 s push period keeps the real-time test short.
     settings = Settings(probe_interval=0.2, probe_jitter=0.5)
@@ -872,25 +788,19 @@ def test_real_watch_pushes_documents_and_answers_probe() -> None:
     run(test)
 
 
-def run_and_collect_client_sockets(test: Callable[[], Awaitable[None]]) -> None:
-    """:func:`run`, then collect the sockets trio_websocket leaves unclosed.
-
-    trio_websocket 0.12 does not close its socket when the server refuses the handshake or
-    closes the connection first; the ResourceWarning is expected here, not in whichever later
-    test the garbage collector happens to run.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        run(test)
-        gc.collect()
+# trio_websocket 0.12 does not close its socket when the server refuses the handshake or closes
+# the connection first; such tests collect it themselves, under their own filter, so that the
+# expected ResourceWarning is not raised in whichever later test the garbage collector runs.
+COLLECTS_UNCLOSED_SOCKETS = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
+@COLLECTS_UNCLOSED_SOCKETS
 def test_real_watch_closes_too_big_messages() -> None:
     """hypercorn enforces the 1 KiB bound on client messages: the watch closes with 1009."""
     bind = ContactPoint("127.0.0.1", free_port())
 
     async def test() -> None:
-        app = Node().app()
+        app = FakeNode().app()
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=SETTINGS)
@@ -905,15 +815,17 @@ def test_real_watch_closes_too_big_messages() -> None:
             assert closed.value.reason.code == 1009
             nursery.cancel_scope.cancel()
 
-    run_and_collect_client_sockets(test)
+    run(test)
+    gc.collect()
 
 
+@COLLECTS_UNCLOSED_SOCKETS
 def test_real_shutdown_closes_watches_cleanly() -> None:
     """Cancelling serve_management closes an open watch with 1001 (going away), not a reset."""
     bind = ContactPoint("127.0.0.1", free_port())
 
     async def test() -> None:
-        app = Node().app()
+        app = FakeNode().app()
         async with trio.open_nursery() as nursery:
             server = trio.CancelScope()
 
@@ -933,16 +845,19 @@ def test_real_shutdown_closes_watches_cleanly() -> None:
             assert closed.value.reason is not None
             assert closed.value.reason.code == 1001
 
-    run_and_collect_client_sockets(test)
+    run(test)
+    gc.collect()
 
 
-@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(free_ipv6_port() is None, reason="no IPv6 loopback here")
 def test_real_server_on_ipv6_loopback() -> None:
     """An IPv6 contact point is bound as [::1]:port and answers."""
-    bind = ContactPoint("::1", free_port("::1"))
+    port = free_ipv6_port()
+    assert port is not None
+    bind = ContactPoint("::1", port)
 
     async def test() -> None:
-        app = Node().app()
+        app = FakeNode().app()
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(serve_management, app, bind=bind, settings=SETTINGS)
@@ -955,6 +870,7 @@ def test_real_server_on_ipv6_loopback() -> None:
     run(test)
 
 
+@COLLECTS_UNCLOSED_SOCKETS
 def test_real_bind_conflict_raises_from_start() -> None:
     """A port already in use fails nursery.start() with a plain OSError (EADDRINUSE)."""
 
@@ -967,14 +883,12 @@ def test_real_bind_conflict_raises_from_start() -> None:
                 with pytest.raises(OSError, match="in use") as raised:
                     await nursery.start(
                         functools.partial(
-                            serve_management, Node().app(), bind=bind, settings=SETTINGS
+                            serve_management, FakeNode().app(), bind=bind, settings=SETTINGS
                         )
                     )
         assert raised.value.errno == errno.EADDRINUSE
 
-    # hypercorn 0.18 does not close the socket whose bind failed; collect it here, where its
-    # ResourceWarning is expected, rather than in whichever test the garbage collector hits.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        run(test)
-        gc.collect()
+    # hypercorn 0.18 does not close the socket whose bind failed; collected here, where its
+    # ResourceWarning is expected (COLLECTS_UNCLOSED_SOCKETS).
+    run(test)
+    gc.collect()

@@ -352,6 +352,16 @@ class FaultCluster:
         record.process.kill()
         record.process.wait(timeout=10)
 
+    def terminate(self, index: int) -> None:
+        """Stop node ``index`` as an orchestrator stops a pod: SIGTERM, SIGKILL after 10 s.
+
+        Like :meth:`kill`, what it said stays in the history, and the index may be started
+        again. A stopped node is no failure: ``poll`` no longer reads it.
+        """
+        record = self.nodes[index]
+        record.killed = True
+        _stop(record.process)
+
     def stop_all(self) -> None:
         """SIGTERM every node still running, then SIGKILL what has not exited within 10 s."""
         for record in self.nodes.values():

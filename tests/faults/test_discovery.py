@@ -7,6 +7,7 @@ with TTL 0 so every lookup asks it), or a socket that reads every query and neve
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .cluster import FaultCluster, Statuses, require_fault_tools
@@ -62,8 +63,9 @@ def test_flapping_records_hold_formation_back_until_they_settle(tmp_path: Path) 
 
 def test_dns_server_that_never_answers_no_decision_and_a_reason(tmp_path: Path) -> None:
     """Every lookup times out: the nodes keep running and serving, decide nothing, and say
-    that discovery failed. The DNS backend is given 80 % of discovery_timeout (1 s), so that
-    its own error, naming the server, ends the lookup before the node's cancel scope does."""
+    that discovery failed. The DNS backend runs under the node's deadline (discovery_timeout,
+    1 s) and gives up just inside it, so that its own error, naming the server, ends the lookup
+    before the node's cancel scope does."""
     nodes = [0, 1, 2]
     with FaultCluster(tmp_path, 4) as cluster:
         hole = cluster.blackhole(3)
@@ -77,7 +79,11 @@ def test_dns_server_that_never_answers_no_decision_and_a_reason(tmp_path: Path) 
             assert status["contactPoints"] == []
             reason = status["reason"]
             assert reason.startswith("discovery failed ("), reason
-            assert f"no answer within 0.8 s from DNS server {hole.address}" in reason, reason
+            within = re.search(
+                rf"no answer within ([\d.]+) s from DNS server {hole.address}", reason
+            )
+            assert within is not None, reason
+            assert 0.5 <= float(within.group(1)) <= 1.0, reason
             assert reason.endswith(
                 "joining an existing cluster still works, but no new cluster is formed until "
                 "a lookup succeeds"
