@@ -29,6 +29,7 @@ import functools
 import logging
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Final
@@ -164,6 +165,18 @@ def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> d
     }
 
 
+def _first_round() -> int:
+    """Where this process's founding-round counter starts: wall-clock milliseconds.
+
+    A process restarted on the same contact point in the middle of a round must show its old
+    promisers a round past the one they promised, or they wait for it for ever (the machine's
+    ``first_round``). Wall-clock time is the one counter that survives the restart; a round takes
+    at least one probe period, far more than a millisecond, so a later life starts past every
+    round of an earlier one unless the clock was set back between them.
+    """
+    return time.time_ns() // 1_000_000
+
+
 class Node:
     """A running bootstrap node: the live status and a way to wait for the decision.
 
@@ -193,7 +206,11 @@ class Node:
         self._discovery = discovery
         self._membership = membership
         self.machine = BootstrapMachine(
-            settings, self_contact_point=contact_point, self_node=self_node, rng=rng
+            settings,
+            self_contact_point=contact_point,
+            self_node=self_node,
+            rng=rng,
+            first_round=_first_round(),
         )
         self._events_in, self._events_out = trio.open_memory_channel[Event | _Handled](math.inf)
         self.prober = Prober(

@@ -53,6 +53,7 @@ from .decision import (
 )
 from .errors import UsageError
 from .events import (
+    MAX_ROUND,
     Action,
     ContactedBy,
     ContactPointsDiscovered,
@@ -90,6 +91,10 @@ _EVENT_TYPES = (
     JoinFailed,
     ContactedBy,
 )
+
+# The highest ``first_round`` a driver may pass: half the wire's range, so no life can run out
+# of round numbers (a round takes at least one probe period).
+MAX_FIRST_ROUND = MAX_ROUND // 2
 
 # Seconds added to the freshness window against float rounding (see _on_probe_succeeded).
 _ROUNDING_ALLOWANCE = 1e-6
@@ -135,6 +140,7 @@ class BootstrapMachine:
         self_contact_point: ContactPoint,
         self_node: str,
         rng: random.Random | None = None,
+        first_round: int = 0,
     ) -> None:
         if not isinstance(settings, Settings):
             raise UsageError(f"settings must be a Settings, got {settings!r}")
@@ -144,6 +150,14 @@ class BootstrapMachine:
             )
         if not isinstance(self_node, str) or not self_node:
             raise UsageError(f"self_node must be a non-empty string, got {self_node!r}")
+        if (
+            isinstance(first_round, bool)
+            or not isinstance(first_round, int)
+            or not 0 <= first_round <= MAX_FIRST_ROUND
+        ):
+            raise UsageError(
+                f"first_round must be an integer in 0..{MAX_FIRST_ROUND}, got {first_round!r}"
+            )
         self._settings = settings
         # Discovery applies the fallback port to what it finds; do the same to ourselves so a
         # node configured without a port still recognises itself.
@@ -190,7 +204,12 @@ class BootstrapMachine:
 
         # The founding round (DESIGN section 8, founding.py).
         self._promise_formation = settings.formation == "promise"
-        self._round = 0  # the latest round number: strictly increasing over the machine's life
+        # The latest round number: strictly increasing over the machine's life, and across
+        # lives when the driver seeds ``first_round`` from a clock that moves forward (the node
+        # uses wall-clock milliseconds). That is what releases the promisers of a candidate that
+        # restarted mid-round: its new life's documents show a round past the one they promised
+        # (founding.released_by), where a counter restarting at 0 would look stale for ever.
+        self._round = first_round
         self._candidacy: Candidacy | None = None
         self._next_round_at = -math.inf
         self._last_withdrawal: str | None = None

@@ -331,6 +331,9 @@ class Simulation:
             self_node=node.name,
             # The first life keeps the stream it always had; later lives draw afresh.
             rng=random.Random(stream if node.life == 0 else f"{stream}/{node.life}"),
+            # As the node seeds its round counter from wall-clock milliseconds; the first life
+            # starts at 0 so a simulation's rounds read 1, 2, 3 in reports and tests.
+            first_round=0 if node.life == 0 else math.ceil(now * 1000),
         )
         try:
             machine.start(now)

@@ -44,6 +44,7 @@ class Harness:
         me: ContactPoint | None = None,
         self_node: str | None = None,
         seed: int = 0,
+        first_round: int = 0,
     ) -> None:
         self.settings = settings or Settings()
         self.me = me or cp(1)
@@ -53,6 +54,7 @@ class Harness:
             self_contact_point=self.me,
             self_node=self.self_node,
             rng=random.Random(seed),
+            first_round=first_round,
         )
         self.now = 0.0
         # Probes emitted and not yet answered, with the time they went out.

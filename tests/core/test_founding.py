@@ -331,6 +331,35 @@ def test_a_stale_document_of_the_candidate_is_no_evidence() -> None:
     assert h.machine.advertisement.promise is None
 
 
+def test_a_candidate_restarted_mid_round_releases_its_promisers_with_its_first_document() -> None:
+    """A new life's round counter starts past the old life's rounds, which is evidence."""
+    h = promised_node()
+    # The restarted candidate's machine began at first_round=5000 (the node's clock): its first
+    # document shows round 5000, not candidate, past the promised round 2.
+    h.feed(document(1, round=5000, candidate=False), at=0.2)
+    assert h.machine.advertisement.promise is None
+
+
+@pytest.mark.parametrize("first_round", [0, 1, 7_000])
+def test_the_round_counter_starts_at_first_round(first_round: int) -> None:
+    """Before any round the documents say first_round; the first round opened is one past it."""
+    h = Harness(Settings(stable_margin=5.0), first_round=first_round)
+    h.start()
+    assert h.machine.advertisement.round == first_round
+    h.discover(*THREE, at=0.25)
+    h.run_healthy_peers(until=5.27, latency=0.01)
+    assert h.machine.advertisement.round == first_round + 1
+    assert h.machine.advertisement.founding
+
+
+@pytest.mark.parametrize("first_round", [-1, 1.5, True, "3", 2**52 + 1])
+def test_a_bad_first_round_is_a_usage_error(first_round: object) -> None:
+    with pytest.raises(
+        UsageError, match=r"first_round must be an integer in 0\.\.4503599627370496"
+    ):
+        Harness(first_round=first_round)  # type: ignore[arg-type]
+
+
 def test_a_founding_answer_is_a_cluster_to_join() -> None:
     """The candidate's founding document makes its promiser join it (its selfNode as seed)."""
     h = promised_node()

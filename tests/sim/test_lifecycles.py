@@ -442,18 +442,24 @@ def test_split_mechanisms_follow_from_the_recorded_facts(
     assert (mechanism.earlier, mechanism.later) == (0, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core issue (reported): a candidate restarted mid-round leaves its promisers bound; "
-    "its new process's documents carry a lower round, which is no evidence of release",
-)
 def test_a_candidate_restarted_mid_round_does_not_block_formation() -> None:
     """Node 1 restarts holding promises of 2 and 3; lower node 0 arrives: someone must form."""
     # Node 1 (the lowest of 1-3) opens round 1 at 5.002; nodes 2 and 3 promise at 5.003; node 1
     # crashes at 5.0035, before their promises reach it, and is back at 5.5. Node 0 (started
-    # at 5.1) is now the lowest: nodes 2 and 3 refuse it (promised to node 1, round 1), and the
-    # new node 1 never opens a round of its own (node 0 is lower) nor shows round 1 withdrawn.
+    # at 5.1) is now the lowest: nodes 2 and 3 refuse it while they hold their promise to node 1.
+    # Only the new node 1's documents can release them: its round counter starts past round 1
+    # (the machine's first_round, from the clock), where a counter starting again at 0 would be
+    # "stale" for ever and nobody would form.
     report = run_simulation(
         exact(4, start_times=[5.1, 0.0, 0.0, 0.0], restarts=[(1, 5.0035, 5.5)], max_time=120.0)
     )
-    assert report.end_reason == "all-joined"
+    assert report.end_reason == "all-joined", report.nodes
+    assert report.clusters_formed == 1
+    assert [founder.node for founder in report.founders] == [0]
+    released = [
+        record
+        for record in report.promises
+        if record.node in (2, 3) and record.previous == 1 and record.to in (None, 0)
+    ]
+    assert {record.node for record in released} == {2, 3}
+    assert all(record.time >= 5.5 for record in released)
