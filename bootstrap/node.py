@@ -56,6 +56,7 @@ from .core import (
     Status,
     StopProbing,
 )
+from .core.founding import RoundCounts
 from .core.wire import SeedNodesDocument
 from .discovery import Discovery, DiscoveryError
 from .membership import LocalMembership, Membership, advertised_seed_nodes
@@ -120,9 +121,11 @@ class NodeStatistics:
     prober: ProberStatistics
 
 
-def founding_to_json(settings: Settings, document: SeedNodesDocument) -> dict[str, object]:
-    """The status's ``founding`` object: the formation rule and what the documents say of the
-    founding round (DESIGN section 8), exactly as served."""
+def founding_to_json(
+    settings: Settings, document: SeedNodesDocument, counts: RoundCounts
+) -> dict[str, object]:
+    """The status's ``founding`` object: the formation rule, what the documents say of the
+    founding round (DESIGN section 8) exactly as served, and how this life's rounds went."""
     promise = document.promise
     return {
         "formation": settings.formation,
@@ -130,6 +133,11 @@ def founding_to_json(settings: Settings, document: SeedNodesDocument) -> dict[st
         "candidate": document.candidate,
         "promise": None if promise is None else {"to": str(promise.to), "round": promise.round},
         "founding": document.founding,
+        # Under lowest-address the node speaks no rounds, so it has no counter to show.
+        "firstRound": None if document.round is None else counts.first_round,
+        "roundsStarted": counts.rounds_started,
+        "roundsWithdrawn": counts.rounds_withdrawn,
+        "promisesGiven": counts.promises_given,
     }
 
 
@@ -308,7 +316,9 @@ class Node:
                 "selfContactPoint": str(self.contact_point),
                 "selfNode": self.self_node,
                 "joined": self.joined,
-                "founding": founding_to_json(self.settings, self.document()),
+                "founding": founding_to_json(
+                    self.settings, self.document(), self.machine.round_counts
+                ),
             },
         )
 

@@ -40,6 +40,7 @@ from .events import ProbeSucceeded, Promise
 __all__ = [
     "Advertisement",
     "Candidacy",
+    "RoundCounts",
     "answer_proposal",
     "promised_to_us",
     "refusal",
@@ -59,6 +60,18 @@ class Advertisement:
     candidate: bool = False
     promise: Promise | None = None
     founding: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class RoundCounts:
+    """How this node's founding rounds went over its life, for the status and for metrics."""
+
+    #: Where this life's round counter started (``BootstrapMachine(first_round=...)``).
+    first_round: int
+    rounds_started: int
+    rounds_withdrawn: int
+    #: Promises this node gave (a later round of the same candidate counts again).
+    promises_given: int
 
 
 @attrs.define

@@ -73,6 +73,7 @@ from .events import (
 from .founding import (
     Advertisement,
     Candidacy,
+    RoundCounts,
     answer_proposal,
     promised_to_us,
     refusal,
@@ -209,7 +210,7 @@ class BootstrapMachine:
         # uses wall-clock milliseconds). That is what releases the promisers of a candidate that
         # restarted mid-round: its new life's documents show a round past the one they promised
         # (founding.released_by), where a counter restarting at 0 would look stale for ever.
-        self._round = first_round
+        self._round = self._first_round = first_round
         self._candidacy: Candidacy | None = None
         self._next_round_at = -math.inf
         self._last_withdrawal: str | None = None
@@ -246,6 +247,16 @@ class BootstrapMachine:
             candidate=self._candidacy is not None,
             promise=self._promise,
             founding=isinstance(self._decision, JoinSelf),
+        )
+
+    @property
+    def round_counts(self) -> RoundCounts:
+        """How many founding rounds this machine started and withdrew, and promises it gave."""
+        return RoundCounts(
+            first_round=self._first_round,
+            rounds_started=self._rounds_started,
+            rounds_withdrawn=self._rounds_withdrawn,
+            promises_given=self._promises_given,
         )
 
     def start(self, now: float) -> None:

@@ -566,7 +566,9 @@ def test_the_node_answers_a_proposal_with_its_promise_and_pushes_it_to_watchers(
                 extra_headers=[(b"Bootstrap-Contact-Point", str(watcher).encode())],
             ) as ws:
                 first = decode_seed_nodes(as_bytes(await ws.get_message()))
-                assert (first.round, first.promise) == (0, None)
+                # Before any round, the round is where this process's counter started.
+                first_round = node.machine.round_counts.first_round
+                assert (first.round, first.promise) == (first_round, None)
                 async with httpx.AsyncClient(trust_env=False) as http:
                     response = await http.get(
                         f"{base}/bootstrap/seed-nodes",
@@ -582,10 +584,14 @@ def test_the_node_answers_a_proposal_with_its_promise_and_pushes_it_to_watchers(
             assert node.document().promise == Promise(other, 1)
         assert status["founding"] == {
             "formation": "promise",
-            "round": 0,
+            "round": first_round,
             "candidate": False,
             "promise": {"to": str(other), "round": 1},
             "founding": False,
+            "firstRound": first_round,
+            "roundsStarted": 0,
+            "roundsWithdrawn": 0,
+            "promisesGiven": 1,
         }
 
     run(test, fake_clock=False, seconds=20.0)
@@ -615,6 +621,10 @@ def test_a_lowest_address_node_serves_no_round_and_promises_nothing() -> None:
             "candidate": False,
             "promise": None,
             "founding": False,
+            "firstRound": None,
+            "roundsStarted": 0,
+            "roundsWithdrawn": 0,
+            "promisesGiven": 0,
         }
 
     run(test, fake_clock=False, seconds=20.0)
@@ -680,23 +690,33 @@ def test_three_nodes_form_one_cluster_by_promises(transport: str) -> None:
             founder, *others = await statuses(nodes)
         assert FAST.formation == "promise"
         assert founder["decision"] == {"kind": "join-self"}
+        founder_first_round = founder["founding"]["firstRound"]
         assert founder["founding"] == {
             "formation": "promise",
-            "round": 1,
+            "round": founder_first_round + 1,  # its first round
             "candidate": False,
             "promise": None,
             "founding": False,  # its membership lists itself now
+            "firstRound": founder_first_round,
+            "roundsStarted": 1,
+            "roundsWithdrawn": 0,
+            "promisesGiven": 0,
         }
         for status in others:
             # Joined through the founder (a later joiner may list the first joiner as well).
             assert status["decision"]["kind"] == "join-seed-nodes"
             assert f"http://{points[0]}" in status["decision"]["seedNodes"]
+            first_round = status["founding"]["firstRound"]
             assert status["founding"] == {
                 "formation": "promise",
-                "round": 0,  # never a candidate
+                "round": first_round,  # never a candidate
                 "candidate": False,
-                "promise": {"to": str(points[0]), "round": 1},
+                "promise": {"to": str(points[0]), "round": founder_first_round + 1},
                 "founding": False,
+                "firstRound": first_round,
+                "roundsStarted": 0,
+                "roundsWithdrawn": 0,
+                "promisesGiven": 1,
             }
         assert [node.decision for node in nodes].count(JoinSelf()) == 1
 
@@ -726,6 +746,10 @@ def test_three_nodes_form_one_cluster_by_the_lowest_address() -> None:
                 "candidate": False,
                 "promise": None,
                 "founding": False,
+                "firstRound": None,
+                "roundsStarted": 0,
+                "roundsWithdrawn": 0,
+                "promisesGiven": 0,
             }
 
     run(test, fake_clock=False, seconds=30.0)

@@ -191,7 +191,7 @@ def test_late_lowest_splits_under_lowest_address_and_never_under_promise(tmp_pat
     old_splits = splits("lowest-address")
     # Under promise, node 0 opened a round when it reached the point where the old rule forms
     # (else it joined at once, on a fresh answer listing seed nodes).
-    rounds_opened = sum(1 for o in outcomes["promise"] if o.node0_founding["round"] >= 1)
+    rounds_opened = sum(1 for o in outcomes["promise"] if o.node0_founding["roundsStarted"] >= 1)
     founded_by_0 = sum(1 for o in outcomes["promise"] if o.clusters[0].founder == 0)
     summary = (
         f"lowest-address formed two clusters in {len(old_splits)} of {LATE_ATTEMPTS} attempts; "
@@ -287,7 +287,8 @@ def test_two_candidates_at_once_with_a_majority_required_form_one_cluster(tmp_pa
             "kind": "join-seed-nodes",
             "seedNodes": cluster.nodes[loser].decision["seedNodes"],  # type: ignore[index]
         }
-        assert founding(loser_status)["round"] >= 1, describe(cluster)  # opened, did not form
+        # It opened a round and did not form in it.
+        assert founding(loser_status)["roundsStarted"] >= 1, describe(cluster)
         refused = (
             rf"withdrew founding round \d+ \({re.escape(cluster.contact_point(shared))} "
             rf"promised {re.escape(cluster.contact_point(winner))} \(round \d+\)\)"
@@ -335,7 +336,7 @@ def test_rolling_replacement_of_five_nodes_with_new_addresses_keeps_one_cluster(
             decision = cluster.nodes[arriving].decision
             assert decision is not None
             assert decision["kind"] == "join-seed-nodes", describe(cluster)
-            assert founding(statuses[arriving])["round"] == 0, describe(cluster)
+            assert founding(statuses[arriving])["roundsStarted"] == 0, describe(cluster)
             members.append(arriving)
             cluster.assert_one_cluster(founder=5, members=members)
         cluster.hold("decisions stay", cluster.joined(new), duration=2)

@@ -16,7 +16,7 @@ from bootstrap.sim import Latency, Scenario
 # often; polls are no more frequent). Beyond this many messages per simulated run the probe
 # interval is stretched, so the largest meshes are tested at intervals they can afford and
 # the suite stays within its time budget. Small meshes still reach 0.1 s with jitter 0.9.
-MESSAGE_BUDGET = 400_000
+MESSAGE_BUDGET = 100_000
 
 
 def latencies() -> st.SearchStrategy[Latency]:
