@@ -22,7 +22,13 @@ from bootstrap import (
     StopProbing,
     UsageError,
 )
-from bootstrap.core.founding import Candidacy, answer_proposal, refusal, released_by
+from bootstrap.core.founding import (
+    Candidacy,
+    RoundCounts,
+    answer_proposal,
+    refusal,
+    released_by,
+)
 
 from .harness import Harness, cp, node
 
@@ -207,6 +213,9 @@ def test_a_refusal_withdraws_the_round_and_the_next_starts_a_period_later() -> N
     actions = h.run_healthy_peers(until=2.05, latency=0.01)
     assert [p.round for p in proposals(actions)] == [2, 2]
     assert decisions(actions) == [JoinSelf()]
+    assert h.machine.round_counts == RoundCounts(
+        first_round=0, rounds_started=2, rounds_withdrawn=1, promises_given=0
+    )
 
 
 def test_a_stale_answer_that_keeps_its_promise_does_not_withdraw_the_round() -> None:
@@ -251,6 +260,10 @@ def test_a_lower_candidates_proposal_makes_the_candidate_promise_it_and_withdraw
     assert not advertisement.candidate
     assert h.machine.status.reason == (
         "promised to 10.0.0.1:8558 (round 1); waiting for it to found the cluster"
+    )
+    h.feed(ContactedBy(cp(1), proposal_round=2), at=1.02)  # its next round replaces the promise
+    assert h.machine.round_counts == RoundCounts(
+        first_round=0, rounds_started=1, rounds_withdrawn=1, promises_given=2
     )
 
 
