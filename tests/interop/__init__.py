@@ -1,1 +1,0 @@
-"""Interop tests: our nodes and real Apache Pekko nodes (JVMs built from benchmarks/pekko/)."""
