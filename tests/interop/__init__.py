@@ -1,0 +1,1 @@
+"""Interop tests: our nodes and real Apache Pekko nodes (JVMs built from benchmarks/pekko/)."""
