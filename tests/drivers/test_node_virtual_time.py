@@ -202,8 +202,8 @@ def test_the_lowest_node_forms_exactly_one_stable_margin_after_the_first_lookup(
 ) -> None:
     """The lowest node decides JoinSelf at exactly start + first lookup + stable_margin, having
     probed each peer every probe_interval from the lookup on. By the lowest-address rule that
-    is all; with formation="promise" it opens round 1 at that instant and proposes it to each
-    peer once, and the peers promise at once, so the round costs no time."""
+    is all; with formation="promise" it opens its first round at that instant and proposes it to
+    each peer once, and the peers promise at once, so the round costs no time."""
     promise = formation == "promise"
     peers = Peers(founding_round=promise)
     discovery = DelayedDiscovery([SELF, *PEERS], lookup_seconds)
@@ -218,12 +218,16 @@ def test_the_lowest_node_forms_exactly_one_stable_margin_after_the_first_lookup(
             decided_at = trio.current_time()
             assert node.statistics().decided_at == decided_at
             assert decided_at - start == lookup_seconds + settings.stable_margin
-            assert peers.proposals_per_peer() == ({peer: [1] for peer in PEERS} if promise else {})
+            # Its first round: one past where this process's counter started (the clock).
+            first = node.machine.round_counts.first_round + 1
+            assert peers.proposals_per_peer() == (
+                {peer: [first] for peer in PEERS} if promise else {}
+            )
             # Probes at lookup + 0, 0.6, 1.2 and 1.8 before the decision at lookup + 2.0, and
             # the proposal at lookup + 2.0.
             assert peers.probes_per_peer() == dict.fromkeys(PEERS, 5 if promise else 4)
             assert fresh_answers(node) == dict.fromkeys([SELF, *PEERS], True)
-            assert node.document().round == (1 if promise else None)
+            assert node.document().round == (first if promise else None)
             await node.wait_joined()
             assert node.statistics().joined_at == decided_at  # LocalMembership joins at once
         assert peers.probers_seen() == {str(SELF)}
