@@ -1,4 +1,4 @@
-"""Connection churn and formation time: our node beside an emulation of the anchor, in one run.
+"""Connection churn and formation time: our node beside the anchor, emulated and real, in one run.
 
 Reproduces the lab experiment that exposed the anchor's port exhaustion (Akka.NET issue 2571:
 about 1,100 TCP sockets per node at a 1 s probe interval while formation stalled) and runs our
@@ -12,7 +12,13 @@ node (watch and poll transports) through the same scenarios on the same machine:
 * **formation**: all N start in random order within ``--spread`` seconds; time from the last
   start to every node joined.
 
-Each node is its own process (``benchmarks/churn_node.py``), by default in its own network
+Strategies: ``ours-watch`` and ``ours-poll`` (our node), ``anchor`` and ``anchor-dotnet`` (the
+emulation of ``benchmarks/anchor.py``, which stands for the .NET port), and ``pekko``: real
+Apache Pekko Management nodes, one JVM each (``benchmarks/pekko``), given the scenario's probe
+interval and stable margin (at 1 s and 5 s, Pekko's own defaults) and the same contact points;
+it needs ``--isolation netns``, since on loopback its probes leave from 127.0.0.1.
+
+Each node is its own process (``benchmarks/node_processes.py``), by default in its own network
 namespace on a bridge (root and iproute2 needed; everything created is removed on exit, also on
 Ctrl-C or SIGTERM). ``--isolation loopback`` runs them on 127.x.0.y instead, each run on fresh
 addresses so one run's TIME_WAIT sockets are never counted in the next.
@@ -33,21 +39,19 @@ import os
 import platform
 import random
 import shlex
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 if __package__ in (None, ""):
     # Run as a script: make the repository importable (``bootstrap`` and ``benchmarks``).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import procfs
-from benchmarks.churn_node import STRATEGIES
+from benchmarks.churn_node import STRATEGIES as CHURN_NODE_STRATEGIES
 from benchmarks.isolation import (
     Isolation,
     LoopbackIsolation,
@@ -55,10 +59,22 @@ from benchmarks.isolation import (
     exit_on_sigterm,
     netns_available,
 )
+from benchmarks.node_processes import (
+    PEKKO_REMOTE_PORT,
+    ChurnNodeProcess,
+    NodeProcess,
+    PekkoProcess,
+)
+from benchmarks.pekko.driver import PekkoNodeConfig, build_jar, java_available, write_contact_points
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "churn"
 MANAGEMENT_PORT = 8558
+#: ``pekko``: real Pekko Management nodes, one JVM each (``benchmarks/pekko``).
+STRATEGIES = (*CHURN_NODE_STRATEGIES, "pekko")
+# A JVM takes 2-3 s of CPU to start; twenty of them starting at once on 2 cores take ~30 s.
+LISTEN_TIMEOUT = {"pekko": 120.0}
+DEFAULT_LISTEN_TIMEOUT = 30.0
 # Sockets and connections are judged after the first probe round: the first seconds are the
 # same for every strategy (each peer is connected once).
 WARM_UP = 5.0
@@ -72,78 +88,6 @@ METRICS = (
     "rss_bytes",
     "requests_served",
 )
-
-
-# --- one node process ------------------------------------------------------------------------
-
-
-class NodeProcess:
-    """A running ``churn_node`` process and the latest of what it printed."""
-
-    def __init__(
-        self, index: int, address: str, command: list[str], log: Path, spawned_at: float
-    ) -> None:
-        self.index = index
-        self.address = address
-        self.spawned_at = spawned_at
-        self.listening_at: float | None = None
-        self.latest: dict[str, Any] = {}
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: TextIO) -> None:
-        for line in stream:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            with self._changed:
-                if record.get("event") == "listening":
-                    self.listening_at = float(record["wall"])
-                else:
-                    self.latest = record
-                self._changed.notify_all()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_listening(self, timeout: float) -> None:
-        with self._changed:
-            if not self._changed.wait_for(
-                lambda: self.listening_at is not None or not self.alive, timeout
-            ):
-                raise RuntimeError(f"node {self.address} did not start within {timeout} s")
-        if self.listening_at is None:
-            raise RuntimeError(
-                f"node {self.address} exited with {self.process.poll()} before listening; "
-                f"see {self._log.name}"
-            )
-
-    def stop(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=5)
-        self._log.close()
 
 
 # --- one run: a strategy at one interval in one scenario --------------------------------------
@@ -184,29 +128,53 @@ class Run:
 
     def start_node(self, index: int) -> NodeProcess:
         address = self.addresses[index]
-        peers = ",".join(f"{peer}:{self.args.port}" for peer in self.addresses)
-        command = [
-            *self.isolation.command_prefix(index),
-            sys.executable,
-            "-m",
-            "benchmarks.churn_node",
-            f"--strategy={self.strategy}",
-            f"--address={address}",
-            f"--port={self.args.port}",
-            f"--peers={peers}",
-            f"--required={len(self.addresses)}",
-            f"--probe-interval={self.interval}",
-            f"--stable-margin={self.args.stable_margin}",
-        ]
-        log = self.log_dir / f"{self.scenario}-{self.strategy}-{self.interval:g}s-{index}.log"
-        node = NodeProcess(index, address, command, log, time.time())
+        endpoints = [f"{peer}:{self.args.port}" for peer in self.addresses]
+        name = f"{self.scenario}-{self.strategy}-{self.interval:g}s"
+        log = self.log_dir / f"{name}-{index}.log"
+        prefix = self.isolation.command_prefix(index)
+        node: NodeProcess
+        if self.strategy == "pekko":
+            contact_points = self.log_dir / f"{name}.contact-points"
+            write_contact_points(contact_points, endpoints)
+            config = PekkoNodeConfig(
+                host=address,
+                remote_port=PEKKO_REMOTE_PORT,
+                management_port=self.args.port,
+                contact_points_file=contact_points,
+                required_contact_points=len(self.addresses),
+                # Pekko's defaults are a 1 s probe interval and a 5 s margin, the scenario's
+                # at 1 s: there the node runs exactly as configured out of the box.
+                probe_interval=self.interval,
+                stable_margin=self.args.stable_margin,
+            )
+            node = PekkoProcess(index, config, self.args.jar, log, prefix)
+        else:
+            command = ChurnNodeProcess.command(
+                prefix,
+                strategy=self.strategy,
+                address=address,
+                port=self.args.port,
+                peers=",".join(endpoints),
+                required=len(self.addresses),
+                probe_interval=self.interval,
+                stable_margin=self.args.stable_margin,
+            )
+            node = ChurnNodeProcess(index, address, command, log)
         self.nodes[index] = node
         return node
+
+    def wait_listening(self, indices: list[int]) -> None:
+        timeout = LISTEN_TIMEOUT.get(self.strategy, DEFAULT_LISTEN_TIMEOUT)
+        for index in indices:
+            self.nodes[index].wait_listening(timeout)
 
     def stop_all(self) -> None:
         self._stop_sampling.set()
         if self._sampler.is_alive():
             self._sampler.join()
+        # Signal every node first, so their graceful shutdowns overlap.
+        for node in self.nodes.values():
+            node.terminate()
         for node in self.nodes.values():
             node.stop()
 
@@ -241,11 +209,11 @@ class Run:
         self.t.append(round(now - self.started_at, 3))
         for address in self.addresses:
             series = self.per_node[address]
-            node = live.get(address)
-            if node is None or address not in owner:
+            if address not in live or address not in owner:
                 for metric in METRICS:
                     series[metric].append(None)
                 continue
+            node = live[address]
             # This node's management traffic only: its address, and the run's port at one end
             # (another run, or a killed one's TIME_WAIT, on the same addresses is not counted).
             port = self.args.port
@@ -260,10 +228,16 @@ class Run:
             series["established"].append(sum(s.state == "ESTABLISHED" for s in mine))
             series["time_wait"].append(sum(s.state == "TIME_WAIT" for s in mine))
             series["new_connections_kernel"].append(new_by_client.get(address, 0))
-            opened = int(node.latest.get("connections_opened", 0))
-            series["new_connections_driver"].append(opened - self._driver_seen.get(address, 0))
-            self._driver_seen[address] = opened
-            series["requests_served"].append(int(node.latest.get("requests_served", 0)))
+            latest = node.latest
+            # A node without its own counters (Pekko) has no driver series: None, not 0.
+            if "connections_opened" in latest:
+                opened = int(latest["connections_opened"])
+                series["new_connections_driver"].append(opened - self._driver_seen.get(address, 0))
+                self._driver_seen[address] = opened
+            else:
+                series["new_connections_driver"].append(None)
+            served = latest.get("requests_served")
+            series["requests_served"].append(None if served is None else int(served))
             try:
                 series["cpu_seconds"].append(round(procfs.cpu_seconds(node.pid), 2))
                 series["rss_bytes"].append(procfs.rss_bytes(node.pid))
@@ -358,6 +332,15 @@ def summarise_stall(run: Run, up: list[int], window_end: float) -> dict[str, Any
         end, start = series[last], series[first]
         return (end or 0.0) - (start or 0.0)
 
+    def reported(metric: str) -> bool:
+        """Whether the nodes count ``metric`` themselves (a Pekko node counts nothing)."""
+        return any(
+            value is not None for a in addresses for value in run.per_node[a][metric][: last + 1]
+        )
+
+    def when_reported(metric: str, figure: float) -> float | None:
+        return figure if reported(metric) else None
+
     # Connections opened during the first round too: the whole stall, per node.
     driver_total = [
         sum(v for v in run.per_node[a]["new_connections_driver"][: last + 1] if v)
@@ -380,13 +363,19 @@ def summarise_stall(run: Run, up: list[int], window_end: float) -> dict[str, Any
         "time_wait_per_node_at_end": round(
             mean([run.per_node[a]["time_wait"][last] or 0 for a in addresses]), 1
         ),
-        "new_connections_per_node_per_second_driver": round(
-            mean([sum(values("new_connections_driver", a)[1:]) / seconds for a in addresses]), 3
+        "new_connections_per_node_per_second_driver": when_reported(
+            "new_connections_driver",
+            round(
+                mean([sum(values("new_connections_driver", a)[1:]) / seconds for a in addresses]),
+                3,
+            ),
         ),
         "new_connections_per_node_per_second_kernel": round(
             mean([sum(values("new_connections_kernel", a)[1:]) / seconds for a in addresses]), 3
         ),
-        "connections_per_node_driver": round(mean(driver_total), 1),
+        "connections_per_node_driver": when_reported(
+            "new_connections_driver", round(mean(driver_total), 1)
+        ),
         "connections_per_node_kernel": round(mean(kernel_total), 1),
         "cpu_seconds_per_node": round(
             mean([run.per_node[a]["cpu_seconds"][last] or 0.0 for a in addresses]), 2
@@ -394,8 +383,9 @@ def summarise_stall(run: Run, up: list[int], window_end: float) -> dict[str, Any
         "cpu_percent_per_node": round(
             100 * mean([delta("cpu_seconds", a) for a in addresses]) / seconds, 2
         ),
-        "requests_served_per_node_per_second": round(
-            mean([delta("requests_served", a) for a in addresses]) / seconds, 2
+        "requests_served_per_node_per_second": when_reported(
+            "requests_served",
+            round(mean([delta("requests_served", a) for a in addresses]) / seconds, 2),
         ),
         "rss_mib_per_node": round(
             mean([(run.per_node[a]["rss_bytes"][last] or 0) / 2**20 for a in addresses]), 1
@@ -420,8 +410,7 @@ def run_stalled(
     try:
         for index in up:
             run.start_node(index)
-        for index in up:
-            run.nodes[index].wait_listening(30)
+        run.wait_listening(up)
         run.started_at = max(run.nodes[i].listening_at or 0.0 for i in up)
         run.start_sampling()
         time.sleep(max(0.0, run.started_at + args.duration - time.time()))
@@ -431,8 +420,7 @@ def run_stalled(
         if late:
             for index in late:
                 run.start_node(index)
-            for index in late:
-                run.nodes[index].wait_listening(30)
+            run.wait_listening(late)
             late_arrival = run.outcome(up + late, timeout=args.late_timeout)
         return run.record(summary=summary, late_arrival=late_arrival, stall_seconds=stall_end)
     finally:
@@ -460,8 +448,7 @@ def run_formation(
         for index, delay in zip(order, delays, strict=True):
             time.sleep(max(0.0, began + delay - time.time()))
             run.start_node(index)
-        for index in everyone:
-            run.nodes[index].wait_listening(30)
+        run.wait_listening(everyone)
         formation = run.outcome(everyone, timeout=args.formation_timeout)
         formation["start_order"] = order
         return run.record(formation=formation)
@@ -500,7 +487,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--intervals", help="probe intervals, comma-separated (default 1,5,10)")
     parser.add_argument(
         "--strategies",
-        help=f"comma-separated, of {', '.join(STRATEGIES)} (default ours-watch,ours-poll,anchor)",
+        help=f"comma-separated, of {', '.join(STRATEGIES)} (default ours-watch,ours-poll,anchor "
+        "and, under netns isolation where java is installed, pekko)",
     )
     parser.add_argument(
         "--scenarios", default="stalled,formation", help="stalled, formation or both"
@@ -520,7 +508,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.up = args.up if args.up is not None else args.nodes - 2
     args.duration = args.duration or (30.0 if quick else 120.0)
     args.intervals = [float(v) for v in (args.intervals or ("1" if quick else "1,5,10")).split(",")]
-    args.strategies = (args.strategies or "ours-watch,ours-poll,anchor").split(",")
+    pekko_possible = java_available() and args.isolation == "netns"
+    default_strategies = "ours-watch,ours-poll,anchor" + (",pekko" if pekko_possible else "")
+    args.strategies = (args.strategies or default_strategies).split(",")
     args.scenarios = args.scenarios.split(",")
     args.formation_timeout = args.formation_timeout or (20.0 if quick else 60.0)
     for strategy in args.strategies:
@@ -533,6 +523,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--up must be between 1 and --nodes ({args.nodes}), got {args.up}")
     if args.isolation == "netns" and (reason := netns_available()) is not None:
         parser.error(f"--isolation netns is not possible here: {reason}; try --isolation loopback")
+    args.jar = None
+    if "pekko" in args.strategies:
+        if args.isolation != "netns":
+            # Its HTTP client binds no source address: on loopback its probes leave from
+            # 127.0.0.1, so no socket could be told to be this node's or another's.
+            parser.error("strategy pekko needs --isolation netns (each JVM its own address)")
+        if not java_available():
+            parser.error("strategy pekko runs Pekko nodes: install a JDK (17) or leave pekko out")
+        # Built once here (Maven, only when missing or stale), not inside a timed run.
+        args.jar = build_jar()
     return args
 
 

@@ -20,24 +20,33 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from benchmarks.anchor import AnchorNode, anchor_settings
+from benchmarks.contact_points_file import ContactPointsFileDiscovery
 from bootstrap.core import ContactPoint, JoinSelf, Settings
-from bootstrap.discovery import StaticDiscovery
+from bootstrap.core.settings import Formation
+from bootstrap.discovery import Discovery, StaticDiscovery
 from bootstrap.membership import LocalMembership
 from bootstrap.node import Node
 from bootstrap.prober import Transport
 
+#: What this process can run. ``pekko`` (a real Pekko node, see ``benchmarks/pekko``) is one of
+#: the benchmark's strategies too, but it runs in a JVM, not here.
 STRATEGIES = ("ours-watch", "ours-poll", "anchor", "anchor-dotnet")
 
 
 def build_node(args: argparse.Namespace) -> Node | AnchorNode:
     """The node for ``args.strategy``, with the settings every strategy shares."""
     me = ContactPoint(args.address, args.port)
-    peers = [ContactPoint.parse(peer) for peer in args.peers.split(",")]
+    discovery: Discovery = (
+        ContactPointsFileDiscovery(args.peers_file)
+        if args.peers_file is not None
+        else StaticDiscovery(ContactPoint.parse(peer) for peer in args.peers.split(","))
+    )
     common: dict[str, Any] = {
         "required_contact_points": args.required,
         "stable_margin": args.stable_margin,
@@ -52,10 +61,12 @@ def build_node(args: argparse.Namespace) -> Node | AnchorNode:
             probe_interval=args.probe_interval,
             contact_point=me,
             self_node=self_node,
-            discovery=StaticDiscovery(peers),
+            discovery=discovery,
             membership=LocalMembership(self_node),
         )
+    formation: Formation = args.formation
     settings = Settings(
+        formation=formation,
         probe_interval=args.probe_interval,
         # The default cap (15 s) is below a 30 s interval; it must never be.
         probe_backoff_max=max(15.0, args.probe_interval),
@@ -66,7 +77,7 @@ def build_node(args: argparse.Namespace) -> Node | AnchorNode:
         settings=settings,
         contact_point=me,
         self_node=self_node,
-        discovery=StaticDiscovery(peers),
+        discovery=discovery,
         membership=LocalMembership(self_node),
         service_name=None,
         transport=transport,
@@ -136,10 +147,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, required=True)
     parser.add_argument("--address", required=True, help="this node's IP")
     parser.add_argument("--port", type=int, required=True, help="every node's management port")
-    parser.add_argument("--peers", required=True, help="every node's host:port, comma-separated")
+    peers = parser.add_mutually_exclusive_group(required=True)
+    peers.add_argument("--peers", help="every node's host:port, comma-separated")
+    peers.add_argument(
+        "--peers-file", type=Path, help="a contact-points file, re-read at every lookup"
+    )
     parser.add_argument("--required", type=int, required=True)
     parser.add_argument("--probe-interval", type=float, required=True)
     parser.add_argument("--stable-margin", type=float, default=5.0)
+    parser.add_argument(
+        "--formation",
+        choices=("promise", "lowest-address"),
+        default="promise",
+        help="ours only: the founding round (default) or the anchor's rule",
+    )
     parser.add_argument("--report-every", type=float, default=1.0)
     args = parser.parse_args(argv)
     # Warnings and errors only, on stderr (the orchestrator keeps them in a log file per node).

@@ -24,6 +24,11 @@ def _seconds(outcome: dict[str, Any] | None) -> str:
     return f"{outcome['seconds_after_last_start']:.2f} s{extra}"
 
 
+def _figure(value: float | None) -> str:
+    """A figure, or "n/a" where the node does not count it (a Pekko node counts nothing)."""
+    return "n/a" if value is None else f"{value:g}"
+
+
 def stalled_table(document: dict[str, Any]) -> str:
     """One row per stalled run: sockets, TIME_WAIT, new connections, CPU, memory, late arrival."""
     runs = [run for run in document["runs"] if run["scenario"] == "stalled"]
@@ -43,11 +48,11 @@ def stalled_table(document: dict[str, Any]) -> str:
             f"| {s['tcp_sockets_per_node']:g} / {s['tcp_sockets_per_node_at_end']:g} "
             f"| {s['time_wait_per_node_at_end']:g} "
             f"| {s['connections_per_node_kernel']:g} "
-            f"| {s['new_connections_per_node_per_second_driver']:g} / "
+            f"| {_figure(s['new_connections_per_node_per_second_driver'])} / "
             f"{s['new_connections_per_node_per_second_kernel']:g} "
             f"| {s['cpu_percent_per_node']:g} % "
             f"| {s['rss_mib_per_node']:g} MiB "
-            f"| {s['requests_served_per_node_per_second']:g} "
+            f"| {_figure(s['requests_served_per_node_per_second'])} "
             f"| {_seconds(run.get('late_arrival'))} |"
         )
     return "\n".join(lines)
@@ -61,18 +66,31 @@ def ratio_table(document: dict[str, Any]) -> str:
         if run["scenario"] == "stalled"
     }
     intervals = sorted({interval for interval, _ in stalled})
+    anchors = [a for a in ("anchor", "pekko") if any(s == a for _, s in stalled)]
     lines = [
-        "| interval | anchor sockets at end / ours-watch | anchor connections / ours-watch |",
-        "|---|---|---|",
+        "| interval | "
+        + " | ".join(
+            f"{a} sockets at end / ours-watch | {a} connections / ours-watch" for a in anchors
+        )
+        + " |",
+        "|---|" + "---|---|" * len(anchors),
     ]
     for interval in intervals:
         ours = stalled.get((interval, "ours-watch"))
-        anchor = stalled.get((interval, "anchor"))
-        if ours is None or anchor is None:
+        if ours is None or not anchors:
             continue
-        sockets = anchor["tcp_sockets_per_node_at_end"] / ours["tcp_sockets_per_node_at_end"]
-        connections = anchor["connections_per_node_kernel"] / ours["connections_per_node_kernel"]
-        lines.append(f"| {interval:g} s | {sockets:.1f}x | {connections:.1f}x |")
+        cells = []
+        for name in anchors:
+            anchor = stalled.get((interval, name))
+            if anchor is None:
+                cells += ["", ""]
+                continue
+            sockets = anchor["tcp_sockets_per_node_at_end"] / ours["tcp_sockets_per_node_at_end"]
+            connections = (
+                anchor["connections_per_node_kernel"] / ours["connections_per_node_kernel"]
+            )
+            cells += [f"{sockets:.1f}x", f"{connections:.1f}x"]
+        lines.append(f"| {interval:g} s | " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 

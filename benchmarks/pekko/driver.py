@@ -72,6 +72,12 @@ _TAIL_LINES = 40
 
 _READY = re.compile(r"^READY management=(?P<management>\S+) self=(?P<self>\S+)$")
 _EVENT = re.compile(r"^EVENT (?P<kind>[a-z-]+)(?: (?P<address>\S+))?$")
+# The bootstrap coordinator's INFO lines for its decision (pekko-management 1.1.1,
+# BootstrapCoordinator): forming a new cluster, or joining the seed nodes a contact point gave.
+_DECISIONS = (
+    ("join-self", re.compile(r"Initiating new cluster, self-joining \[")),
+    ("join-seed-nodes", re.compile(r"Joining \[\S+\] to existing cluster \[")),
+)
 
 
 class PekkoBuildError(RuntimeError):
@@ -248,6 +254,8 @@ class PekkoNode:
         self._lines: collections.deque[str] = collections.deque(maxlen=_MAX_OUTPUT_LINES)
         self._events: list[PekkoEvent] = []
         self._self_address: str | None = None
+        self._ready_at: float | None = None
+        self._decision: tuple[str, float] | None = None
         self._output_closed = False
         self._terminated = False
         self._reader = threading.Thread(
@@ -262,14 +270,19 @@ class PekkoNode:
         *,
         jar: Path | None = None,
         env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> PekkoNode:
         """Start a node from ``jar`` (default: :func:`jar_path`, which must exist; see
-        :func:`build_jar`). Returns at once: wait with :meth:`wait_ready`."""
+        :func:`build_jar`). Returns at once: wait with :meth:`wait_ready`.
+
+        ``prefix`` goes before ``java`` (``ip netns exec NAME`` runs the node in a network
+        namespace; it must exec the JVM in its own place, so the pid stays the JVM's).
+        """
         jar = jar_path() if jar is None else jar
         if not jar.exists():
             raise PekkoNodeError(f"{jar} does not exist: call build_jar() first")
         process = subprocess.Popen(
-            config.command(jar),
+            [*prefix, *config.command(jar)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -297,7 +310,13 @@ class PekkoNode:
         ready = _READY.match(line)
         if ready is not None:
             self._self_address = ready["self"]
+            self._ready_at = time.time()
             return
+        if self._decision is None:
+            for decision, pattern in _DECISIONS:
+                if pattern.search(line):
+                    self._decision = (decision, time.time())
+                    return
         event = _EVENT.match(line)
         if event is not None:
             self._events.append(
@@ -336,6 +355,20 @@ class PekkoNode:
         if self._self_address is None:
             raise PekkoNodeError(f"{self.config.management} is not ready: call wait_ready()")
         return self._self_address
+
+    @property
+    def ready_at(self) -> float | None:
+        """When the ``READY`` line was read (wall clock), or ``None`` before."""
+        with self._changed:
+            return self._ready_at
+
+    @property
+    def decision(self) -> tuple[str, float] | None:
+        """The bootstrap's decision, ``("join-self" | "join-seed-nodes", wall clock when its log
+        line was read)``, or ``None`` before it decided (a node joined by another's bootstrap
+        may never log one)."""
+        with self._changed:
+            return self._decision
 
     # --- waiting ---------------------------------------------------------------------------
 

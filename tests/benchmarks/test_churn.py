@@ -126,3 +126,16 @@ def test_series_and_charts_are_written(document: dict[str, Any]) -> None:
     output: Path = document["output"]
     for chart in ("sockets_per_node.png", "new_connections.png", "formation_time.png"):
         assert (output / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pekko_is_refused_on_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Pekko node's probes leave from 127.0.0.1 on loopback, so its sockets cannot be told
+    apart: the benchmark refuses the strategy there rather than print figures it cannot count,
+    and leaves it out of the default strategies."""
+    from benchmarks.churn import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--isolation=loopback", "--strategies=ours-watch,pekko"])
+    assert exit_info.value.code == 2
+    assert "strategy pekko needs --isolation netns" in capsys.readouterr().err
+    assert "pekko" not in parse_args(["--isolation=loopback"]).strategies

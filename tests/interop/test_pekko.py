@@ -8,18 +8,17 @@ What is checked, both ways across the wire (``GET /bootstrap/seed-nodes``, DESIG
   is the only place it says (Pekko nodes cannot join our clusters: the parse is all there is);
 * ``cluster-bootstrap status`` on a Pekko node, as far as its endpoints allow.
 
-Testing policy: real JVMs (``benchmarks/pekko/``, built once per module by the ``pekko_jar``
-fixture) and real sockets on loopback only, each node on its own 127.0.0.x; every wait has a
-deadline (a JVM that does not start or a cluster that does not form fails with the node's log
-tail, never hangs); every process a test starts is stopped when it ends, pass or fail. The JVMs
-of one test start together, so their start-up overlaps. The tests skip only where there is no
-``java`` (or no ``mvn`` and no built jar); under CI, a machine with java but without the jar
-and Maven fails them instead of skipping.
+Testing policy: real JVMs (``benchmarks/pekko/``, built once per session by the ``pekko_jar``
+fixture of ``conftest.py``) and real sockets on loopback only, each node on its own 127.0.0.x;
+every wait has a deadline (a JVM that does not start or a cluster that does not form fails
+with the node's log tail, never hangs); every process a test starts is stopped when it ends,
+pass or fail. The JVMs of one test start together, so their start-up overlaps. The tests skip
+only where there is no ``java`` (or no ``mvn`` and no built jar); under CI, a machine with java
+but without the jar and Maven fails them instead of skipping.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -34,10 +33,6 @@ import pytest
 from benchmarks.pekko.driver import (
     PekkoNode,
     PekkoNodeConfig,
-    build_jar,
-    jar_is_fresh,
-    java_available,
-    maven_available,
     write_contact_points,
 )
 from bootstrap import SeedNodesDocument, decode_seed_nodes
@@ -50,19 +45,6 @@ JVM_READY_TIMEOUT = 60.0
 FORMATION_TIMEOUT = 60.0
 OUR_NODE_TIMEOUT = 30.0
 HTTP_TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="module")
-def pekko_jar() -> Path:
-    """The Pekko node's jar, built by Maven if missing or stale; skips where Java is missing."""
-    if not java_available():
-        pytest.skip("no `java` on PATH: these tests run real Apache Pekko nodes (install JDK 17)")
-    if not jar_is_fresh() and not maven_available():
-        reason = "no `mvn` on PATH to build benchmarks/pekko/ (install Maven)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI has java but cannot build the Pekko node: {reason}")
-        pytest.skip(reason)
-    return build_jar()
 
 
 @contextmanager

@@ -1,0 +1,56 @@
+"""The benchmarks' file discovery for our nodes: the format the Pekko node reads, re-read at every
+lookup, and a whole-lookup failure (never a partial answer) on a bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from benchmarks.contact_points_file import ContactPointsFileDiscovery, parse_contact_points
+from benchmarks.pekko.driver import write_contact_points
+from bootstrap.core import ContactPoint
+from bootstrap.discovery import Discovery, DiscoveryError
+
+
+def test_parse_skips_blank_lines_and_comments() -> None:
+    text = "# the registry\n10.0.0.1:8558\n\n  10.0.0.2:8558  # second\n[::1]:9000\n"
+    assert parse_contact_points(text, source="f") == [
+        ContactPoint("10.0.0.1", 8558),
+        ContactPoint("10.0.0.2", 8558),
+        ContactPoint("[::1]", 9000),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10.0.0.1:8558\n10.0.0.2\n", "f, line 2: '10.0.0.2' has no port"),
+        ("10.0.0.1:http\n", "f, line 1: '10.0.0.1:http' is not host:port"),
+    ],
+)
+def test_a_bad_line_fails_the_whole_lookup(text: str, message: str) -> None:
+    with pytest.raises(DiscoveryError, match=message):
+        parse_contact_points(text, source="f")
+
+
+def test_each_lookup_reads_the_file_as_it_is_then(tmp_path: Path) -> None:
+    path = tmp_path / "contact-points"
+    discovery = ContactPointsFileDiscovery(path)
+    assert isinstance(discovery, Discovery)
+
+    async def main() -> None:
+        with pytest.raises(DiscoveryError, match="cannot read the contact points file"):
+            await discovery.lookup()
+        write_contact_points(path, ["127.0.0.2:8558"])
+        assert await discovery.lookup() == [ContactPoint("127.0.0.2", 8558)]
+        write_contact_points(path, ["127.0.0.2:8558", "127.0.0.3:8558"])
+        assert await discovery.lookup() == [
+            ContactPoint("127.0.0.2", 8558),
+            ContactPoint("127.0.0.3", 8558),
+        ]
+        write_contact_points(path, [])
+        assert await discovery.lookup() == []
+
+    trio.run(main)
