@@ -54,3 +54,37 @@ def test_each_lookup_reads_the_file_as_it_is_then(tmp_path: Path) -> None:
         assert await discovery.lookup() == []
 
     trio.run(main)
+
+
+def test_the_churn_node_reads_its_peers_from_a_file_under_either_rule(tmp_path: Path) -> None:
+    """``churn_node --peers-file F --formation R``: the node's discovery is that file, and its
+    settings carry the rule (the real split-brain runs compare both rules on the same views)."""
+    import argparse
+
+    from benchmarks.churn_node import build_node
+    from bootstrap.node import Node
+
+    path = tmp_path / "contact-points"
+    write_contact_points(path, ["127.0.0.2:8558", "127.0.0.3:8558"])
+    for formation in ("promise", "lowest-address"):
+        args = argparse.Namespace(
+            strategy="ours-poll",
+            address="127.0.0.2",
+            port=8558,
+            peers=None,
+            peers_file=path,
+            required=2,
+            probe_interval=1.0,
+            stable_margin=0.5,
+            formation=formation,
+        )
+        node = build_node(args)
+        assert isinstance(node, Node)
+        assert node.settings.formation == formation
+        assert node.settings.stable_margin == 0.5
+        discovery = node._discovery
+        assert isinstance(discovery, ContactPointsFileDiscovery)
+        assert trio.run(discovery.lookup) == [
+            ContactPoint("127.0.0.2", 8558),
+            ContactPoint("127.0.0.3", 8558),
+        ]
