@@ -164,6 +164,7 @@ def bootstrap_settings(draw: st.DrawFn, /, **fixed: Any) -> Settings:
         probe_jitter=draw(jitters),
         probe_timeout=draw(durations()),
         probe_backoff_max=probe_interval * draw(st.floats(1.0, 20.0)),
+        probe_fanout=draw(st.one_of(st.none(), st.integers(1, 4))),
         fallback_port=draw(st.sampled_from([8558, 2552])),
         filter_on_fallback_port=draw(st.booleans()),
         max_seed_nodes=draw(st.integers(1, 5)),

@@ -16,7 +16,8 @@ In this order (DESIGN section 3):
 3. fresh answers (self included) < ``required_contact_points`` -> wait;
 4. the discovered set changed less than ``stable_margin`` ago -> wait, unless exactly
    ``expected_contact_points`` are discovered and all of them answered fresh;
-5. ``contact_with_all_contact_points`` and a discovered contact point lacks a fresh answer -> wait;
+5. ``contact_with_all_contact_points`` and a contact point this node probes lacks a fresh
+   answer -> wait (the would-be founder probes every discovered one; DESIGN section 9);
 6. this node holds a promise to a candidate (``founding.py``) -> wait for that candidate;
 7. this node is not the lowest contact point with a fresh answer -> wait for the lowest;
 8. ``formation="lowest-address"`` -> ``JoinSelf`` (the anchor's rule). Otherwise the founding
@@ -93,6 +94,10 @@ class DecisionView:
     #: and always fresh).
     self_discovered: bool
     discovered_count: int
+    #: The contact points whose answers this node holds (the probe set, DESIGN section 9; every
+    #: discovered one for the would-be founder): rule 5 reads only those.
+    probed_count: int
+    #: Fresh answers among them.
     fresh_count: int
     #: The lowest discovered contact point with a fresh answer (canonical order).
     lowest_fresh: ContactPoint | None
@@ -106,7 +111,7 @@ class DecisionView:
     stable_at: float
     join_retry_at: float
     join_failure: str | None
-    #: Set whenever some discovered contact point lacks a fresh answer.
+    #: Set whenever some probed contact point lacks a fresh answer.
     first_missing: MissingAnswer | None
     #: The founding round (DESIGN section 8): the promise this node holds to a candidate, its
     #: own open round, its latest round number and when it may open the next one.
@@ -118,6 +123,12 @@ class DecisionView:
 
     @property
     def all_fresh(self) -> bool:
+        """Every contact point this node probes answered (rule 5)."""
+        return self.fresh_count == self.probed_count
+
+    @property
+    def all_discovered_fresh(self) -> bool:
+        """Every discovered contact point answered (the ``expected_contact_points`` fast path)."""
         return self.fresh_count == self.discovered_count
 
 
@@ -162,7 +173,7 @@ def _describe_missing(view: DecisionView, now: float) -> str:
         detail = f"last {now - missing.last_observed_at:.1f} s ago"
     if missing.last_failure is not None:
         detail += f"; last failure: {missing.last_failure}"
-    others = view.discovered_count - view.fresh_count - 1
+    others = view.probed_count - view.fresh_count - 1
     more = f" and {others} more" if others > 0 else ""
     return f"no fresh answer from {missing.contact_point} ({detail}){more}"
 
@@ -238,7 +249,9 @@ def decide(view: DecisionView) -> Decision | StartRound | Waiting:
         )
 
     all_fresh, stable_at = view.all_fresh, view.stable_at
-    expected_fast_path = settings.expected_contact_points == view.discovered_count and all_fresh
+    expected_fast_path = (
+        settings.expected_contact_points == view.discovered_count and view.all_discovered_fresh
+    )
     if now < stable_at and not expected_fast_path:
         return Waiting(
             "stable-margin",

@@ -36,7 +36,7 @@ import itertools
 import math
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Literal
 
 from .answers import Answer, AnswerBook, SeededAnswer
@@ -121,6 +121,7 @@ class _Peer:
         "last_failure",
         "next_probe_at",
         "outstanding",
+        "probed",
     )
 
     def __init__(self, contact_point: ContactPoint, now: float) -> None:
@@ -129,6 +130,13 @@ class _Peer:
         self.last_failure: str | None = None
         self.outstanding = False
         self.next_probe_at = now
+        #: In the probe set (DESIGN section 9): probed, and its answers count.
+        self.probed = False
+
+    @property
+    def healthy(self) -> bool:
+        """Not in failure backoff: it counts towards ``probe_fanout``."""
+        return self.consecutive_failures == 0
 
 
 class BootstrapMachine:
@@ -192,6 +200,12 @@ class BootstrapMachine:
         self._self_discovered = False
         self._stable_at = math.inf
 
+        # Topology (DESIGN section 9): the peers this node probes, and the highest contact point
+        # whose health (failing or not) can change that set; None while none can.
+        self._probed: set[ContactPoint] = set()
+        self._probe_set_dirty = False
+        self._frontier: ContactPoint | None = None
+
         # Decision.
         self._decision: Decision | None = None
         self._verdict: Decision | Waiting = Waiting(
@@ -236,6 +250,18 @@ class BootstrapMachine:
     def decision(self) -> JoinSelf | JoinSeedNodes | None:
         """The decision emitted, if any (cleared by ``JoinFailed``)."""
         return self._decision
+
+    @property
+    def probed_contact_points(self) -> frozenset[ContactPoint]:
+        """The discovered peers this node probes now (DESIGN section 9; all under the full mesh).
+
+        Kept while decided: they are probed again if the join fails.
+        """
+        return frozenset(self._probed)
+
+    def probes(self, contact_point: ContactPoint) -> bool:
+        """Is ``contact_point`` in :attr:`probed_contact_points` (without copying the set)?"""
+        return contact_point in self._probed
 
     @property
     def advertisement(self) -> Advertisement:
@@ -333,6 +359,7 @@ class BootstrapMachine:
                         last_observed_at=None if answer is None else answer.observed_at,
                         seed_nodes=() if answer is None else answer.seed_nodes,
                         consecutive_failures=self._peers[contact_point].consecutive_failures,
+                        probed=contact_point in self._probed,
                     )
                 )
         return Status(
@@ -401,7 +428,7 @@ class BootstrapMachine:
                 and (not peer.outstanding and peer.next_probe_at == when)
             )
         if kind == "probe":
-            return not peer.outstanding and peer.next_probe_at == when
+            return peer.probed and not peer.outstanding and peer.next_probe_at == when
         answer = self._answers.get(peer.contact_point)
         return (
             answer is not None
@@ -414,10 +441,16 @@ class BootstrapMachine:
         now = self._now
         timers = self._timers
         while True:
-            while timers and timers[0][0] <= now:
+            if self._probe_set_dirty and self._decision is None:
+                # First: a peer that left the set must not be probed by a timer due now, and
+                # the rules count only the probed peers' answers.
+                self._update_probe_set()
+                continue
+            if timers and timers[0][0] <= now:
                 entry = heapq.heappop(timers)
                 if self._timer_is_live(*entry):
                     self._fire(entry[2], entry[3])
+                continue
             if not (self._dirty and self._decision is None):
                 return
             self._evaluate()
@@ -475,6 +508,83 @@ class BootstrapMachine:
         peer.next_probe_at = when
         self._schedule(when, "probe", peer)
 
+    # --- topology: who probes whom (DESIGN section 9) -----------------------------------------
+
+    def _health_changed(self, peer: _Peer) -> None:
+        """``peer`` is about to enter or leave failure backoff."""
+        frontier = self._frontier
+        if frontier is not None and peer.contact_point <= frontier:
+            self._probe_set_dirty = True
+
+    def _wanted_peers(self) -> Collection[ContactPoint]:
+        """The peers to probe now, and (as a side effect) the frontier of that choice.
+
+        Walking up from the lowest discovered contact point: if every peer below this node is
+        failing (or none is), this node is the would-be founder and probes every peer, since
+        rules 3-5 are its to check. Otherwise it probes the peers up to and including the
+        ``probe_fanout``-th healthy one: the failing ones below stay probed (at their backoff
+        pace) so that it notices when they recover. Those are the founder or its first joiners,
+        through whom it learns of the cluster. Beside them: the candidate it promised, and the
+        peers its own open round asked.
+        """
+        peers = self._peers
+        fanout = self._settings.probe_fanout
+        if fanout is None:
+            self._frontier = None
+            return peers.keys()
+        me = self._self_contact_point
+        wanted: set[ContactPoint] = set()
+        healthy = 0
+        frontier: ContactPoint | None = None
+        for contact_point in self._discovered:
+            if contact_point == me:
+                if healthy == 0:
+                    self._frontier = me
+                    return peers.keys()
+                continue
+            wanted.add(contact_point)
+            frontier = contact_point
+            if peers[contact_point].healthy:
+                healthy += 1
+                if healthy == fanout:
+                    break
+        self._frontier = frontier
+        promise = self._promise
+        if promise is not None and promise.to in peers:
+            wanted.add(promise.to)
+        if self._candidacy is not None:
+            wanted.update(cp for cp in self._candidacy.asked if cp in peers)
+        return wanted
+
+    def _update_probe_set(self) -> None:
+        self._probe_set_dirty = False
+        wanted = self._wanted_peers()
+        probed = self._probed
+        for contact_point in sorted(cp for cp in probed if cp not in wanted):
+            self._stop_probing(self._peers[contact_point])
+        if len(probed) == len(wanted):
+            return  # (probed is now a subset of wanted)
+        for contact_point in self._discovered:  # in order, so probes go out lowest first
+            if contact_point in wanted and contact_point not in probed:
+                peer = self._peers[contact_point]
+                peer.probed = True
+                probed.add(contact_point)
+                self._dirty = True
+                if not peer.outstanding:
+                    # At once, but never before probing resumes after a JoinFailed.
+                    self._schedule_probe(peer, max(self._now, self._join_retry_at))
+
+    def _stop_probing(self, peer: _Peer) -> None:
+        """``peer`` left the probe set: close its connection; its answer no longer counts."""
+        contact_point = peer.contact_point
+        self._probed.discard(contact_point)
+        peer.probed = peer.outstanding = False
+        # What we knew of its health is stale by the time it is probed again.
+        peer.consecutive_failures = 0
+        self._answers.invalidate(contact_point, self._now)
+        self._dirty = True
+        self._actions.append(StopProbing(contact_point))
+
     # --- events -------------------------------------------------------------------------------
 
     def _handle(self, event: Event) -> None:
@@ -527,14 +637,17 @@ class BootstrapMachine:
                     promisee = self._undiscovered_promisee
                     if promisee is not None and promisee.contact_point == contact_point:
                         # The candidate we promised is discovered (again): an ordinary peer,
-                        # its probe schedule kept.
+                        # still probed (a promisee always is), its probe schedule kept.
                         self._peers[contact_point] = promisee
+                        promisee.probed = True
+                        self._probed.add(contact_point)
                         self._undiscovered_promisee = self._promisee_seeded = None
                         continue
-                    peer = self._peers[contact_point] = _Peer(contact_point, now)
-                    self._schedule_probe(peer, now)  # a newly discovered peer is probed at once
+                    # Probed at once if the probe set takes it (_update_probe_set).
+                    self._peers[contact_point] = _Peer(contact_point, now)
             self._discovered = selected
             self._self_discovered = self._self_contact_point in kept
+            self._probe_set_dirty = True
         if changed or not self._discovery_succeeded:
             # After a failed lookup the stable margin counts again from the first success.
             self._stable_at = now + settings.stable_margin
@@ -551,6 +664,8 @@ class BootstrapMachine:
         peer = self._peers.pop(contact_point, None)
         if peer is None:
             return
+        self._probed.discard(contact_point)
+        was_probed, peer.probed = peer.probed, False
         promise = self._promise
         if promise is not None and promise.to == contact_point:
             # Only an answer from the candidate we promised releases the promise: keep asking
@@ -559,8 +674,8 @@ class BootstrapMachine:
             self._promisee_heard_at = max(self._promisee_heard_at, self._now)
             self._schedule(self._promisee_heard_at + self._settings.promise_hold, "hold", None)
             return
-        # After the decision every peer was already told StopProbing once.
-        if self._decision is None:
+        # After the decision every probed peer was already told StopProbing once.
+        if self._decision is None and was_probed:
             self._actions.append(StopProbing(contact_point))
 
     def _on_discovery_failed(self, event: DiscoveryFailed) -> None:
@@ -591,8 +706,12 @@ class BootstrapMachine:
             peer = self._undiscovered_promisee
             if peer is None or peer.contact_point != event.contact_point:
                 return  # not (or no longer) discovered: nothing to learn
+        elif not peer.probed:
+            return  # left the probe set (StopProbing): its answers no longer count
         settings, now = self._settings, self._now
         peer.outstanding = False
+        if not peer.healthy:
+            self._health_changed(peer)
         peer.consecutive_failures = 0
         # The first instant the answer is stale. observation_ttl is exactly the longest gap a
         # healthy peer can produce, so the sums of floats on both sides (probe time + reply
@@ -639,10 +758,14 @@ class BootstrapMachine:
             peer = self._undiscovered_promisee
             if peer is not None and peer.contact_point != event.contact_point:
                 peer = None
+        elif not peer.probed:
+            return  # left the probe set (StopProbing): a late failure says nothing
         if peer is None or self._decision is not None:
             return
         settings = self._settings
         peer.outstanding = False
+        if peer.healthy:
+            self._health_changed(peer)
         peer.consecutive_failures += 1
         peer.last_failure = event.reason
         delay = backoff_delay(
@@ -668,7 +791,8 @@ class BootstrapMachine:
             # It just reached us, so it is alive: a peer we were backing off from is probed
             # at once instead of after up to probe_backoff_max (a late starter is confirmed
             # within a round trip).
-            if peer.consecutive_failures > 0 and not peer.outstanding:
+            if not peer.healthy and not peer.outstanding:
+                self._health_changed(peer)
                 peer.consecutive_failures = 0
                 self._schedule_probe(peer, now)
             return
@@ -712,7 +836,8 @@ class BootstrapMachine:
             self._answers.invalidate(peer.contact_point, now)
             peer.outstanding = False
             peer.consecutive_failures = 0
-            self._schedule_probe(peer, self._join_retry_at)
+            self._schedule_probe(peer, self._join_retry_at)  # live only while probed
+        self._probe_set_dirty = True  # every peer is healthy again
         if not self._lookup_outstanding:
             self._schedule_lookup(self._earliest_lookup())
         self._dirty = True
@@ -757,7 +882,7 @@ class BootstrapMachine:
         self._promise = promise
         self._promises_given += 1
         self._promisee_heard_at = self._now
-        self._dirty = True
+        self._dirty = self._probe_set_dirty = True  # the promisee is probed
         if self._candidacy is not None:
             self._withdraw(f"promised {proposer} (round {round}), a lower candidate")
         if proposer not in self._peers and self._undiscovered_promisee is None:
@@ -786,7 +911,7 @@ class BootstrapMachine:
 
     def _release(self) -> None:
         self._promise = None
-        self._dirty = True
+        self._dirty = self._probe_set_dirty = True
         peer, self._undiscovered_promisee = self._undiscovered_promisee, None
         self._promisee_seeded = None
         if peer is not None and self._decision is None:
@@ -811,11 +936,13 @@ class BootstrapMachine:
         settings = self._settings
         self._round += 1
         self._rounds_started += 1
+        # Only probed peers: under contact_with_all_contact_points a candidate is the lowest
+        # discovered node that answers, and that one probes every peer (_wanted_peers).
         if settings.contact_with_all_contact_points:
-            asked = frozenset(self._peers)
+            asked = frozenset(self._probed)
             needed = len(asked)
         else:
-            asked = frozenset(cp for cp in self._peers if self._answers.is_fresh(cp))
+            asked = frozenset(cp for cp in self._probed if self._answers.is_fresh(cp))
             needed = settings.required_contact_points - 1
         self._candidacy = Candidacy(round=self._round, asked=asked, needed=needed)
         for contact_point in sorted(asked):
@@ -828,6 +955,7 @@ class BootstrapMachine:
         """Abandon the open round; our documents now say so, which releases its promisers."""
         settings = self._settings
         self._candidacy = None
+        self._probe_set_dirty = True  # the peers it asked need not stay probed
         self._rounds_withdrawn += 1
         self._last_withdrawal = why
         self._next_round_at = self._now + jittered(
@@ -857,7 +985,10 @@ class BootstrapMachine:
         """What the rules read, as of now (a frozen snapshot: decide() is pure)."""
         answers = self._answers
         self_discovered = self._self_discovered
+        # Only probed peers hold answers (_stop_probing voids the others'), so these count
+        # the contact points the rules read: every discovered one for the would-be founder.
         fresh_count = answers.fresh_count + self_discovered
+        probed_count = len(self._probed) + self_discovered
         discovered = self._discovered
 
         def fresh(contact_point: ContactPoint) -> bool:
@@ -869,8 +1000,9 @@ class BootstrapMachine:
         # among the first few, and the first missing one is looked for only if some are.
         lowest_fresh = next((cp for cp in discovered if fresh(cp)), None)
         first_missing = None
-        if fresh_count < len(discovered):
-            missing = next(cp for cp in discovered if not fresh(cp))
+        if fresh_count < probed_count:
+            probed = self._probed
+            missing = next(cp for cp in discovered if cp in probed and not fresh(cp))
             answer = answers.get(missing)
             first_missing = MissingAnswer(
                 contact_point=missing,
@@ -883,6 +1015,7 @@ class BootstrapMachine:
             self_contact_point=self._self_contact_point,
             self_discovered=self_discovered,
             discovered_count=len(discovered),
+            probed_count=probed_count,
             fresh_count=fresh_count,
             lowest_fresh=lowest_fresh,
             seeded=(
@@ -936,7 +1069,7 @@ class BootstrapMachine:
         self._fresh_at_decision = view.fresh_count
         self._actions.append(verdict)
         # Decided: close every probe connection once. The management server keeps serving.
-        for contact_point in sorted(self._peers):
+        for contact_point in sorted(self._probed):
             self._peers[contact_point].outstanding = False
             self._actions.append(StopProbing(contact_point))
 

@@ -135,6 +135,13 @@ class Settings:
     probe_backoff_max: float = _field(
         15.0, _duration, "cap of the per-contact-point backoff after consecutive failures"
     )
+    probe_fanout: int | None = _field(
+        3,
+        _optional_count,
+        "a node that cannot form probes only this many of the lowest discovered contact points "
+        "(those failing are skipped for the next ones); the lowest one probes every contact "
+        "point; None: every node probes every one (the full mesh)",
+    )
     fallback_port: int = _field(8558, _port, "port for contact points discovered without one")
     filter_on_fallback_port: bool = _field(
         True, _flag, "when a host is discovered with several ports, keep only the fallback port"

@@ -29,6 +29,9 @@ class ContactPointStatus:
     last_observed_at: float | None
     seed_nodes: tuple[str, ...]
     consecutive_failures: int
+    #: This node probes it (DESIGN section 9): a node that cannot form probes only a few of
+    #: the lowest; the answers of the others are neither held nor needed.
+    probed: bool = True
 
 
 @attrs.frozen(kw_only=True)

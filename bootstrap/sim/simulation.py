@@ -552,12 +552,12 @@ class Simulation:
         if (
             machine is not None
             and machine.decision is None
-            and action.contact_point in node.discovered
+            and machine.probes(action.contact_point)
         ):
             self.violations.add(
                 "stop-probing",
                 f"node {node.index}: StopProbing({action.contact_point}) at "
-                f"{self.clock.now!r} without a decision while it is still discovered",
+                f"{self.clock.now!r} without a decision while it still probes it",
             )
         node.outstanding.discard(peer)
         conn = node.conns.get(peer)
@@ -970,8 +970,8 @@ class Simulation:
 
         Violations found as the run went: a ``Lookup`` or ``Probe`` while one is outstanding;
         a second decision without ``JoinFailed``; ``JoinSeedNodes`` naming this node, more than
-        ``max_seed_nodes`` or none; ``StopProbing`` of a still-discovered contact point before
-        a decision; ``next_deadline()`` NaN, in the past, or not past ``now`` after
+        ``max_seed_nodes`` or none; ``StopProbing`` of a contact point the machine still probes
+        before a decision; ``next_deadline()`` NaN, in the past, or not past ``now`` after
         ``handle_timer(now)``; an exception out of the machine. Checked here: more than one
         cluster; a running node not joined (unless ``expect_formation`` is off); connections
         opened beyond peers + reconnects after failures or ``StopProbing`` (invariant 6);

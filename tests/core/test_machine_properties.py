@@ -241,7 +241,9 @@ class CheckedMachine:
         self.last_observed: dict[ContactPoint, float] = {}
         self.failures: dict[ContactPoint, int] = {}
         self.probe_windows: dict[ContactPoint, Window] = {}
-        self.probing: set[ContactPoint] = set()
+        self.probing: set[ContactPoint] = set()  # a Probe is outstanding
+        # The probe set (DESIGN section 9): checked against the rule after every call.
+        self.probed: set[ContactPoint] = set()
         self.must_stop: set[ContactPoint] = set()
         self.probes_sent: Counter[ContactPoint] = Counter()
         self.lookups_sent = 0
@@ -251,6 +253,31 @@ class CheckedMachine:
     @property
     def peers(self) -> list[ContactPoint]:
         return [cp for cp in self.discovered if cp != self.me]
+
+    def probe_set_by_rule(self) -> set[ContactPoint]:
+        """DESIGN section 9, recomputed: the peers this node must probe, from the model's account.
+
+        Every peer if ``probe_fanout`` is None or every peer below this node is failing (the
+        would-be founder); otherwise the lowest peers up to and including the
+        ``probe_fanout``-th that is not failing. (A promisee and a round's peers may be kept on
+        top: see _check_probe_set.)
+        """
+        fanout = self.settings.probe_fanout
+        if fanout is None:
+            return set(self.peers)
+        wanted: set[ContactPoint] = set()
+        healthy = 0
+        for contact_point in self.discovered:
+            if contact_point == self.me:
+                if healthy == 0:
+                    return set(self.peers)
+                continue
+            wanted.add(contact_point)
+            if self.failures[contact_point] == 0:
+                healthy += 1
+                if healthy == fanout:
+                    break
+        return wanted
 
     def freshness(self, contact_point: ContactPoint) -> bool | None:
         """True/False: fresh/stale by DESIGN's definition; None: inside the rounding allowance."""
@@ -288,6 +315,8 @@ class CheckedMachine:
         # Fresh answers the rules need, and fresh answers that block forming.
         needed = [cp for cp in discovered if self.is_fresh(cp, lenient=possibly)]
         blocking = [cp for cp in discovered if self.is_fresh(cp, lenient=not possibly)]
+        # Rule 5 reads the answers of the probe set (and this node's own, if discovered).
+        all_probed_fresh = len(needed) == len(self.probed) + (self.me in discovered)
         all_fresh = len(needed) == len(discovered)
         broken = []
         if self.fresh_seeded(lenient=not possibly):
@@ -305,8 +334,8 @@ class CheckedMachine:
         fast_path = settings.expected_contact_points == len(discovered) and all_fresh
         if self.now < self.stable_since + settings.stable_margin and not fast_path:
             broken.append("discovered set not stable and no fast path")
-        if settings.contact_with_all_contact_points and not all_fresh:
-            broken.append("some discovered contact point has no fresh answer")
+        if settings.contact_with_all_contact_points and not all_probed_fresh:
+            broken.append("some probed contact point has no fresh answer")
         if any(_canonical_key(cp) < _canonical_key(self.me) for cp in blocking):
             broken.append("self is not the lowest fresh contact point")
         return broken
@@ -394,19 +423,20 @@ class CheckedMachine:
         kept = set(selected)
         for contact_point in self.peers:
             if contact_point not in kept:
-                self._forget(contact_point)
-                if not decided:  # after the decision every peer was stopped already
+                if not decided and contact_point in self.probed:
+                    # (after the decision every probed peer was stopped already)
                     self.must_stop.add(contact_point)
+                self._forget(contact_point)
         for contact_point in selected:
             if contact_point != self.me and contact_point not in self.discovered:
+                # Probed at once if it enters the probe set (_after_call).
                 self.failures[contact_point] = 0
-                if not decided:
-                    self.probe_windows[contact_point] = Window(now, now, "newly discovered")
         self.discovered = selected
         self.last_lookup_ok = True
         self.ever_discovered = True
 
     def _forget(self, contact_point: ContactPoint) -> None:
+        self.probed.discard(contact_point)
         self.answers.pop(contact_point, None)
         self.last_observed.pop(contact_point, None)
         self.failures.pop(contact_point, None)
@@ -433,8 +463,8 @@ class CheckedMachine:
 
     def _answered(self, event: ProbeSucceeded) -> None:
         contact_point, settings, now = event.contact_point, self.settings, self.now
-        if self.decision is not None or not self._is_peer(contact_point):
-            return
+        if self.decision is not None or contact_point not in self.probed:
+            return  # (an answer after StopProbing counts for nothing)
         self.probing.discard(contact_point)
         self.failures[contact_point] = 0
         listed = event.seed_nodes
@@ -451,7 +481,7 @@ class CheckedMachine:
 
     def _probe_failed(self, contact_point: ContactPoint) -> None:
         settings = self.settings
-        if self.decision is not None or not self._is_peer(contact_point):
+        if self.decision is not None or contact_point not in self.probed:
             return
         self.probing.discard(contact_point)
         self.failures[contact_point] += 1
@@ -495,9 +525,8 @@ class CheckedMachine:
         self.answers.clear()
         for contact_point in self.peers:
             self.failures[contact_point] = 0
-            self.probe_windows[contact_point] = _paced(
-                now, settings.probe_interval, settings.probe_jitter, "after JoinFailed"
-            )
+            if contact_point in self.probed:
+                self.probe_windows[contact_point] = self._join_retry_window()
         if not self.lookup_outstanding:
             # Lookups stop while decided; the next one is due at once if the regular pace
             # allows, but never closer to the last result than the shortest regular delay
@@ -511,6 +540,50 @@ class CheckedMachine:
                 "after JoinFailed",
             )
 
+    def _join_retry_window(self) -> Window:
+        """Probing resumes one jittered probe interval after a JoinFailed."""
+        settings = self.settings
+        return _paced(
+            self.join_failed_at, settings.probe_interval, settings.probe_jitter, "after JoinFailed"
+        )
+
+    def _probe_set_changed(self, probed: set[ContactPoint]) -> set[ContactPoint]:
+        """Check the machine's new probe set; set the entrants' windows; return the leavers."""
+        self._check_probe_set(probed)
+        entered, left = probed - self.probed, self.probed - probed
+        for contact_point in entered:
+            # Probed at once, but never before probing resumes after a JoinFailed.
+            retry = self._join_retry_window()
+            self.probe_windows[contact_point] = Window(
+                max(self.now, retry.earliest),
+                max(self.now, retry.latest),
+                "entered the probe set",
+            )
+        self.must_stop |= left
+        self.probed = probed
+        return left
+
+    def _check_probe_set(self, probed: set[ContactPoint]) -> None:
+        """The probe set is the rule's, plus only what the founding round keeps on top of it."""
+        by_rule = self.probe_set_by_rule()
+        assert by_rule <= probed, (
+            f"not probed although the rule says so: {sorted(by_rule - probed, key=str)}"
+        )
+        advertisement = self.machine.advertisement
+        promisee = {advertisement.promise.to} if advertisement.promise is not None else set()
+        # An open round keeps the peers it asked (probed when it opened) until it is over.
+        kept_by_round = self.probed if advertisement.candidate else set()
+        extra = probed - by_rule - promisee - kept_by_round
+        assert not extra, f"probed beyond the rule: {sorted(extra, key=str)}"
+        _count(f"probe set: {len(probed)} of {len(self.peers)} peers")
+
+    def _left_probe_set(self, contact_point: ContactPoint) -> None:
+        """Its answer no longer counts and its health is forgotten (status keeps the age)."""
+        self.answers.pop(contact_point, None)
+        self.failures[contact_point] = 0
+        self.probe_windows.pop(contact_point, None)
+        self.probing.discard(contact_point)
+
     # --- checks ---------------------------------------------------------------------------------
 
     def _snapshot(self) -> Snapshot:
@@ -523,11 +596,17 @@ class CheckedMachine:
         )
 
     def _after_call(self) -> list[Action]:
+        # Decided, the machine keeps its probe set as it was (it resumes after a JoinFailed).
+        left = set()
+        if self.machine.decision is None or self.decision is None:
+            left = self._probe_set_changed(set(self.machine.probed_contact_points))
         actions = []
         while (action := self.machine.next_action()) is not None:
             actions.append(action)
             self._check_action(action)
         assert not self.must_stop, f"no StopProbing for {sorted(self.must_stop, key=str)}"
+        for contact_point in left:
+            self._left_probe_set(contact_point)
         assert self.machine.decision == self.decision
         self._check_deadline()
         self._check_status()
@@ -550,6 +629,7 @@ class CheckedMachine:
             assert self.decision is None, f"Probe({contact_point}) after the decision"
             assert contact_point != self.me, "the machine probed itself"
             assert contact_point in self.discovered, f"Probe({contact_point}): not discovered"
+            assert contact_point in self.probed, f"Probe({contact_point}): not in the probe set"
             assert contact_point not in self.probing, f"two Probes of {contact_point} outstanding"
             window = self.probe_windows.pop(contact_point)
             # A founding round's proposal goes out at once (it follows the answer to the probe
@@ -571,7 +651,7 @@ class CheckedMachine:
             self.decision = action
             self.decisions += 1
             self.decisions_total += 1
-            self.must_stop |= set(self.peers)
+            self.must_stop |= self.probed
             self.lookup_window = None
             self.probe_windows.clear()
 
@@ -633,6 +713,7 @@ class CheckedMachine:
                     f"{self.answers.get(contact_point)}, ttl {self.settings.observation_ttl}"
                 )
             if contact_point != self.me:
+                assert point.probed == (contact_point in self.probed)
                 assert point.consecutive_failures == self.failures[contact_point]
                 assert point.last_observed_at == self.last_observed.get(contact_point)
                 answer = self.answers.get(contact_point)
@@ -649,7 +730,7 @@ class CheckedMachine:
             assert deadline <= window.latest + _slack(window.latest), (
                 f"next deadline {deadline} leaves the Lookup past {window}"
             )
-        for contact_point in self.peers:
+        for contact_point in self.probed:
             if contact_point not in self.probing:
                 window = self.probe_windows[contact_point]
                 assert deadline <= window.latest + _slack(window.latest), (
@@ -765,6 +846,8 @@ class HealthyDrive:
         ttl = checked.settings.observation_ttl
         status = {point.contact_point: point for point in checked.machine.status.contact_points}
         for contact_point, last in self.last_answer.items():
+            if contact_point not in checked.probed:
+                continue  # (its answers no longer count: nothing to keep fresh)
             # The theorem behind observation_ttl (up to float rounding of the times).
             assert checked.now <= last + ttl + _slack(checked.now), (
                 f"{contact_point}: no answer for {checked.now - last} s > ttl {ttl}"
@@ -815,12 +898,82 @@ def test_healthy_peer_is_never_stale(
     completed = drive.run(0.0, until)
     _count("healthy drive completed" if completed else "healthy drive hit max_calls")
     assert checked.decision is None  # nothing may stop the probing this property is about
-    peers = {cp for cp in found if cp != me}
+    # Nobody fails, so the probe set is the rule's exactly (DESIGN section 9): the lowest
+    # probe_fanout peers, or every peer when this node is the lowest.
+    peers = checked.probed
+    assert peers == checked.probe_set_by_rule()
+    assert set(checked.probes_sent) <= peers, "a peer outside the probe set was probed"
     if completed:
         assert set(drive.first_answer) == peers, "a healthy peer never answered"
     if watch:
         # A watched peer is probed once (to open the watch); its pushes pre-empt every poll.
         assert all(checked.probes_sent[cp] == 1 for cp in peers), checked.probes_sent
+
+
+# --- who probes whom under failures (DESIGN section 9) ------------------------------------------
+
+
+@st.composite
+def _topology_drives(
+    draw: st.DrawFn,
+) -> tuple[Settings, ContactPoint, list[ContactPoint], list[tuple[float, str, int]]]:
+    """Many peers, a small fanout, and peers failing, recovering and leaving discovery.
+
+    ``new_cluster_enabled`` is off and answers list no seed nodes, so no decision ends the
+    probing: every step exercises the probe set (which peers, which leave, which enter).
+    """
+    settings = draw(
+        strategies.bootstrap_settings(
+            new_cluster_enabled=False, probe_fanout=draw(st.integers(1, 3))
+        )
+    )
+    pool = draw(
+        strategies.contact_point_pools(min_size=4, max_size=8, fallback_port=settings.fallback_port)
+    )
+    me = draw(st.sampled_from(pool))
+    kinds = st.sampled_from(["fail", "fail", "answer", "answer", "contacted", "drop", "all"])
+    steps = draw(
+        st.lists(
+            st.tuples(st.floats(0.0, 3.0), kinds, st.integers(0, len(pool) - 1)),
+            min_size=1,
+            max_size=40,
+        )
+    )
+    return settings, me, pool, steps
+
+
+@given(_topology_drives(), st.integers(0, 2**32))
+def test_probe_set_follows_failures_recoveries_and_discovery(
+    drive: tuple[Settings, ContactPoint, list[ContactPoint], list[tuple[float, str, int]]],
+    seed: int,
+) -> None:
+    """The probe set is the rule's after every call: failing peers are passed over, not dropped.
+
+    ``CheckedMachine`` recomputes the rule (``probe_set_by_rule``) from its own account of
+    failures and discovery, and checks the machine's set, the Probes it sends (only to members,
+    entrants at once) and a StopProbing for every leaver.
+    """
+    settings, me, pool, steps = drive
+    checked = CheckedMachine(settings, self_contact_point=me, self_node=ME_NODE, seed=seed)
+    now = 0.0
+    checked.start(now)
+    checked.feed(ContactPointsDiscovered(tuple(pool)), now)
+    for delay, kind, index in steps:
+        now += delay
+        contact_point = pool[index]
+        if kind == "fail":
+            checked.feed(ProbeFailed(contact_point, "connection refused"), now, wake_first=True)
+        elif kind == "answer":
+            event = ProbeSucceeded(contact_point, _peer_node(contact_point), ())
+            checked.feed(event, now, wake_first=True)
+        elif kind == "contacted":
+            checked.feed(ContactedBy(contact_point), now, wake_first=True)
+        elif kind == "drop":
+            found = tuple(cp for cp in pool if cp != contact_point)
+            checked.feed(ContactPointsDiscovered(found), now, wake_first=True)
+        else:
+            checked.feed(ContactPointsDiscovered(tuple(pool)), now, wake_first=True)
+        assert checked.decision is None
 
 
 @st.composite

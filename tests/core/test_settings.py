@@ -31,11 +31,13 @@ DEFAULTS_OF_RECORD = {
     "max_seed_nodes": 5,
     # DESIGN section 8 (API of record): the founding round by default.
     "formation": "promise",
+    # DESIGN section 9: a node that cannot form probes only the 3 lowest.
+    "probe_fanout": 3,
 }
 
 
 def test_defaults_of_record() -> None:
-    """Every field and default of DESIGN sections 3 and 8, and nothing else."""
+    """Every field and default of DESIGN sections 3, 8 and 9, and nothing else."""
     assert attrs.asdict(Settings()) == DEFAULTS_OF_RECORD
 
 
@@ -70,6 +72,8 @@ def test_settings_are_frozen_and_keyword_only() -> None:
         ("required_contact_points", 2.0, "integer >= 1"),
         ("max_seed_nodes", True, "integer >= 1"),
         ("expected_contact_points", 0, "integer >= 1"),
+        ("probe_fanout", 0, "integer >= 1"),
+        ("probe_fanout", 2.5, "integer >= 1"),
         ("new_cluster_enabled", 1, "True or False"),
         ("fallback_port", 0, "1..65535"),
         ("fallback_port", 70000, "1..65535"),
