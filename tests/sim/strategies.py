@@ -56,6 +56,8 @@ def formation_scenarios(draw: st.DrawFn, *, max_nodes: int = 30) -> Scenario:
         probe_jitter=jitter,
         probe_backoff_max=max(15.0, interval),
         stable_margin=stable_margin,
+        # DESIGN section 9: the full mesh, or a fanout down to one probed peer per node.
+        probe_fanout=draw(st.sampled_from([None, 1, 2, 3])),
     )
     scenario = Scenario(
         nodes=nodes,

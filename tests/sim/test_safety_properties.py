@@ -80,6 +80,8 @@ def _settings(draw: st.DrawFn, **fixed: object) -> Settings:
         probe_backoff_max=4.0,
         discovery_interval=draw(st.sampled_from([0.2, 1.0])),
         discovery_backoff_max=4.0,
+        # DESIGN section 9: the full mesh, or a fanout down to one probed peer per node.
+        probe_fanout=draw(st.sampled_from([None, 1, 2, 3])),
         **fixed,  # type: ignore[arg-type]
     )
 
