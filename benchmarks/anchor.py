@@ -105,6 +105,8 @@ def anchor_settings(*, probe_interval: float, freshness_rule: str, **common: Any
         probe_timeout=window - asking,
         # The anchor forms by the lowest-address rule: it knows no founding round.
         formation="lowest-address",
+        # And every node probes every contact point (the full mesh; DESIGN section 9).
+        probe_fanout=None,
         **common,
     )
 

@@ -158,12 +158,19 @@ class _PartitionedView:
         return registered
 
 
-def scenario(row: Row, seed: int, formation: Formation) -> Scenario:
+#: The topology of DESIGN section 9 unless told otherwise (``--probe-fanout none``: full mesh).
+DEFAULT_FANOUT = Settings().probe_fanout
+
+
+def scenario(
+    row: Row, seed: int, formation: Formation, *, probe_fanout: int | None = DEFAULT_FANOUT
+) -> Scenario:
     """The scenario of ``row`` for ``seed``: identical under both rules but for ``formation``."""
     settings = Settings(
         stable_margin=row.stable_margin,
         required_contact_points=row.required_contact_points,
         formation=formation,
+        probe_fanout=probe_fanout,
     )
     common: dict[str, Any] = {
         "settings": settings,
@@ -285,13 +292,15 @@ def outcome(report: SimulationReport) -> dict[str, Any]:
     }
 
 
-def run_chunk(task: tuple[int, Row, int, int]) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+def run_chunk(
+    task: tuple[int, Row, int, int, int | None],
+) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
     """Seeds ``[first, last)`` of one row under both rules (a worker's unit of work)."""
-    position, row, first, last = task
+    position, row, first, last, fanout = task
     results = []
     for seed in range(first, last):
         by_rule: dict[str, Any] = {
-            formation: outcome(run_simulation(scenario(row, seed, formation)))
+            formation: outcome(run_simulation(scenario(row, seed, formation, probe_fanout=fanout)))
             for formation in FORMATIONS
         }
         results.append((seed, by_rule))
@@ -369,11 +378,16 @@ def summarise(row: Row, runs: Sequence[tuple[int, dict[str, Any]]]) -> dict[str,
 
 
 def sweep(
-    rows: Sequence[Row], seeds: int, jobs: int, *, progress: bool = True
+    rows: Sequence[Row],
+    seeds: int,
+    jobs: int,
+    *,
+    progress: bool = True,
+    probe_fanout: int | None = DEFAULT_FANOUT,
 ) -> list[dict[str, Any]]:
     """Run every row for ``seeds`` seeds on ``jobs`` processes; the rows' summaries, in order."""
     tasks = [
-        (position, row, first, min(seeds, first + CHUNK))
+        (position, row, first, min(seeds, first + CHUNK), probe_fanout)
         for position, row in enumerate(rows)
         for first in range(0, seeds, CHUNK)
     ]
@@ -562,6 +576,18 @@ def _csv(text: str, cast: Any) -> list[Any]:
     return [cast(item) for item in text.split(",") if item]
 
 
+def _fanout(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'none', got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -577,6 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transports", type=lambda t: _csv(t, str), help="poll,watch")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"default {RESULTS}")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--probe-fanout",
+        type=_fanout,
+        default=DEFAULT_FANOUT,
+        help=f"probe_fanout of every node, or 'none' for the full mesh (default {DEFAULT_FANOUT})",
+    )
     args = parser.parse_args(argv)
     filters = {
         name: getattr(args, name)
@@ -603,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --jobs must be >= 1")
     print(f"{len(rows)} rows x {seeds} seeds x {len(FORMATIONS)} rules on {args.jobs} processes")
     began = time.perf_counter()
-    summaries = sweep(rows, seeds, args.jobs)
+    summaries = sweep(rows, seeds, args.jobs, probe_fanout=args.probe_fanout)
     wall = time.perf_counter() - began
     table = markdown(summaries)
     document = {
@@ -614,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "jobs": args.jobs,
         "seeds": seeds,
+        "probe_fanout": args.probe_fanout,
         "total_wall_seconds": wall,
         "rows": summaries,
     }

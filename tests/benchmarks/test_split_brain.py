@@ -120,14 +120,24 @@ def test_the_command_line_writes_json_and_markdown(tmp_path: Path) -> None:
             "--jobs=2",
             f"--output={output}",
             f"--markdown={table}",
+            "--probe-fanout=none",
         ]
     )
     assert status == 0
     document = json.loads(output.read_text())
     assert document["benchmark"] == "split_brain"
     assert document["seeds"] == 3
+    assert document["probe_fanout"] is None  # the full mesh, as asked
     (row,) = document["rows"]
     assert (row["family"], row["nodes"], row["guarantees"]) == ("full-restart", 3, ["S1"])
     lines = table.read_text().splitlines()
     assert lines[0].startswith("| family | lag | N | margin | required | transport | guarantee")
     assert lines[2].startswith("| full-restart | per-node | 3 | 0.5 s | 2 | watch | **S1** | 3 |")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "three", ""])
+def test_a_bad_probe_fanout_is_refused(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        split_brain.main([f"--probe-fanout={text}", "--seeds=1"])
+    assert exit_info.value.code == 2
+    assert "expected an integer >= 1 or 'none'" in capsys.readouterr().err
