@@ -52,12 +52,13 @@ DPI = 110
 STRATEGY_COLOURS = {
     "ours-watch": "tab:green",
     "ours-poll": "tab:blue",
+    "ours-mesh": "tab:olive",
     "anchor": "tab:red",
     "anchor-dotnet": "tab:orange",
     "pekko": "tab:purple",
 }
 # Strategies this module does not know still get a colour, one not used by the known ones.
-SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:gray", "tab:cyan")
 # The simulation's transports are ours, so they take the colours of the matching strategies.
 TRANSPORT_COLOURS = {"watch": STRATEGY_COLOURS["ours-watch"], "poll": STRATEGY_COLOURS["ours-poll"]}
 STALL_END_LOOK: dict[str, Any] = {"color": "0.45", "linestyle": ":", "linewidth": 1.2}

@@ -12,7 +12,8 @@ node (watch and poll transports) through the same scenarios on the same machine:
 * **formation**: all N start in random order within ``--spread`` seconds; time from the last
   start to every node joined.
 
-Strategies: ``ours-watch`` and ``ours-poll`` (our node), ``anchor`` and ``anchor-dotnet`` (the
+Strategies: ``ours-watch`` and ``ours-poll`` (our node), ``ours-mesh`` (``ours-watch`` with the
+full mesh of the first release: every node probes every peer), ``anchor`` and ``anchor-dotnet`` (the
 emulation of ``benchmarks/anchor.py``, which stands for the .NET port), and ``pekko``: real
 Apache Pekko Management nodes, one JVM each (``benchmarks/pekko``), given the scenario's probe
 interval and stable margin (at 1 s and 5 s, Pekko's own defaults) and the same contact points;

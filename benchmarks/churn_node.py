@@ -36,7 +36,9 @@ from bootstrap.prober import Transport
 
 #: What this process can run. ``pekko`` (a real Pekko node, see ``benchmarks/pekko``) is one of
 #: the benchmark's strategies too, but it runs in a JVM, not here.
-STRATEGIES = ("ours-watch", "ours-poll", "anchor", "anchor-dotnet")
+#: ``ours-mesh`` is ``ours-watch`` with the first release's full mesh (``probe_fanout=None``):
+#: every node probes every contact point, for comparison with the topology of DESIGN section 9.
+STRATEGIES = ("ours-watch", "ours-poll", "ours-mesh", "anchor", "anchor-dotnet")
 
 
 def build_node(args: argparse.Namespace) -> Node | AnchorNode:
@@ -70,9 +72,10 @@ def build_node(args: argparse.Namespace) -> Node | AnchorNode:
         probe_interval=args.probe_interval,
         # The default cap (15 s) is below a 30 s interval; it must never be.
         probe_backoff_max=max(15.0, args.probe_interval),
+        probe_fanout=None if args.strategy == "ours-mesh" else Settings().probe_fanout,
         **common,
     )
-    transport: Transport = "watch" if args.strategy == "ours-watch" else "poll"
+    transport: Transport = "poll" if args.strategy == "ours-poll" else "watch"
     return Node(
         settings=settings,
         contact_point=me,

@@ -267,6 +267,11 @@ class Prober:
                 task_status.started()
                 await closing.wait()
 
+    @property
+    def transport(self) -> Transport:
+        """How peers are probed: ``"watch"`` (falling back to polls per peer) or ``"poll"``."""
+        return self._transport
+
     def probe(self, contact_point: ContactPoint, *, round: int | None = None) -> None:
         """Probe ``contact_point`` now, in the background; its result is reported.
 

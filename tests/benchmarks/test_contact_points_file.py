@@ -10,7 +10,7 @@ import trio
 
 from benchmarks.contact_points_file import ContactPointsFileDiscovery, parse_contact_points
 from benchmarks.pekko.driver import write_contact_points
-from bootstrap.core import ContactPoint
+from bootstrap.core import ContactPoint, Settings
 from bootstrap.discovery import Discovery, DiscoveryError
 
 
@@ -88,3 +88,33 @@ def test_the_churn_node_reads_its_peers_from_a_file_under_either_rule(tmp_path: 
             ContactPoint("127.0.0.2", 8558),
             ContactPoint("127.0.0.3", 8558),
         ]
+
+
+def test_the_churn_node_strategies_set_transport_and_topology() -> None:
+    """``ours-mesh`` is ``ours-watch`` with the full mesh (probe_fanout None); the others keep the
+    default topology of DESIGN section 9."""
+    import argparse
+
+    from benchmarks.churn_node import build_node
+    from bootstrap.node import Node
+
+    expected = {
+        "ours-watch": ("watch", Settings().probe_fanout),
+        "ours-poll": ("poll", Settings().probe_fanout),
+        "ours-mesh": ("watch", None),
+    }
+    for strategy, (transport, fanout) in expected.items():
+        args = argparse.Namespace(
+            strategy=strategy,
+            address="127.0.0.2",
+            port=8558,
+            peers="127.0.0.2:8558,127.0.0.3:8558",
+            peers_file=None,
+            required=2,
+            probe_interval=1.0,
+            stable_margin=0.5,
+            formation="promise",
+        )
+        node = build_node(args)
+        assert isinstance(node, Node)
+        assert (node.prober.transport, node.settings.probe_fanout) == (transport, fanout), strategy
