@@ -54,11 +54,18 @@ class Answer:
     #: (``None``: it cannot promise) and the promise it held.
     round: int | None = None
     promise: Promise | None = None
+    #: What the peer said it waits for, as the would-be founder (DESIGN section 9).
+    waiting: str | None = None
 
     def voided(self) -> Answer:
         """The same observation, counting for nothing (kept for its ``observed_at``)."""
         return attrs.evolve(
-            self, expires_at=-math.inf, seed_nodes=(), cluster_id=None, lists_only_self=False
+            self,
+            expires_at=-math.inf,
+            seed_nodes=(),
+            cluster_id=None,
+            lists_only_self=False,
+            waiting=None,
         )
 
 

@@ -19,7 +19,10 @@ In this order (DESIGN section 3):
 5. ``contact_with_all_contact_points`` and a contact point this node probes lacks a fresh
    answer -> wait (the would-be founder probes every discovered one; DESIGN section 9);
 6. this node holds a promise to a candidate (``founding.py``) -> wait for that candidate;
-7. this node is not the lowest contact point with a fresh answer -> wait for the lowest;
+7. this node is not the lowest contact point with a fresh answer -> wait for the lowest,
+   quoting what the lowest says it waits for. A node that is not the would-be founder (a lower
+   peer answers probes, DESIGN section 9) applies this rule right after rule 2: rules 3-5 are
+   the would-be founder's to check, and only the reason changes, never the decision;
 8. ``formation="lowest-address"`` -> ``JoinSelf`` (the anchor's rule). Otherwise the founding
    round of DESIGN section 8: with no round open, ``StartRound`` (one jittered probe period after
    a withdrawn one); with a round whose promises are all in, ``JoinSelf``; else wait for them.
@@ -101,6 +104,11 @@ class DecisionView:
     fresh_count: int
     #: The lowest discovered contact point with a fresh answer (canonical order).
     lowest_fresh: ContactPoint | None
+    #: What that contact point said it waits for, as the would-be founder (DESIGN section 9).
+    lowest_fresh_waiting: str | None
+    #: No discovered peer below this node answers probes (DESIGN section 9): the rules that
+    #: let it form (3-5) are its to check. Any other node waits for the lowest at once.
+    would_be_founder: bool
     #: Fresh answers that list seed nodes (this node's own name removed).
     seeded: tuple[SeededAnswer, ...]
     #: Fresh answers whose seed nodes were all this node's own name, sorted.
@@ -239,6 +247,12 @@ def decide(view: DecisionView) -> Decision | StartRound | Waiting:
             ),
         )
 
+    lowest = view.lowest_fresh
+    if not view.would_be_founder and lowest is not None and lowest != self_contact_point:
+        # Rule 7 first: a lower peer answers, so this node cannot form whatever rules 3-5 say,
+        # and what it waits for is that peer (whose own words its answer carries).
+        return _expect_the_lowest(view)
+
     if view.fresh_count < settings.required_contact_points:
         return Waiting(
             "required-contact-points",
@@ -274,12 +288,22 @@ def decide(view: DecisionView) -> Decision | StartRound | Waiting:
             ),
         )
 
-    lowest = view.lowest_fresh
-    if lowest != self_contact_point:
-        return Waiting("lowest-forms", lambda t: f"expecting {lowest} to form the cluster")
+    if view.lowest_fresh != self_contact_point:
+        return _expect_the_lowest(view)
     if settings.formation == "lowest-address":
         return JoinSelf()
     return _founding_round(view)
+
+
+def _expect_the_lowest(view: DecisionView) -> Waiting:
+    """Rule 7: wait for the lowest contact point with a fresh answer, quoting its report."""
+    lowest, reported = view.lowest_fresh, view.lowest_fresh_waiting
+    if reported is None:
+        return Waiting("lowest-forms", lambda t: f"expecting {lowest} to form the cluster")
+    return Waiting(
+        "lowest-forms",
+        lambda t: f"expecting {lowest} to form the cluster; it reports: {reported}",
+    )
 
 
 def _founding_round(view: DecisionView) -> StartRound | JoinSelf | Waiting:

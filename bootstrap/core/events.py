@@ -134,6 +134,8 @@ class ProbeSucceeded:
     number (``None``: the peer speaks no founding round, as an Akka node, and can promise
     nothing), ``candidate`` that it is proposing in that round, ``promise`` the promise it holds,
     ``founding`` that it decided to form a cluster whose members it does not list yet.
+    ``waiting`` is what the peer waits for while it is the would-be founder (DESIGN section 9),
+    shown in the status of the nodes that expect it to form.
     """
 
     contact_point: ContactPoint = attrs.field(validator=_contact_point)
@@ -144,6 +146,7 @@ class ProbeSucceeded:
     candidate: bool = attrs.field(default=False, kw_only=True, validator=_flag)
     promise: Promise | None = attrs.field(default=None, kw_only=True, validator=_optional_promise)
     founding: bool = attrs.field(default=False, kw_only=True, validator=_flag)
+    waiting: str | None = attrs.field(default=None, kw_only=True, validator=_optional_text)
 
 
 @attrs.frozen

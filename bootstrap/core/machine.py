@@ -205,6 +205,9 @@ class BootstrapMachine:
         self._probed: set[ContactPoint] = set()
         self._probe_set_dirty = False
         self._frontier: ContactPoint | None = None
+        # Every peer below this node is failing, or there is none: it may form (its documents
+        # then carry what it waits for).
+        self._would_be_founder = False
 
         # Decision.
         self._decision: Decision | None = None
@@ -258,6 +261,18 @@ class BootstrapMachine:
         Kept while decided: they are probed again if the join fails.
         """
         return frozenset(self._probed)
+
+    @property
+    def founder_waiting(self) -> str | None:
+        """What this node waits for while it is the would-be founder (DESIGN section 9).
+
+        Its status reason, undecided and with no lower peer answering; ``None`` otherwise. The
+        driver puts it in the documents it serves, so the nodes that expect this one to form
+        can say what it waits for.
+        """
+        if not self._would_be_founder or self._decision is not None or not self._started:
+            return None
+        return self._reason()
 
     def probes(self, contact_point: ContactPoint) -> bool:
         """Is ``contact_point`` in :attr:`probed_contact_points` (without copying the set)?"""
@@ -529,10 +544,13 @@ class BootstrapMachine:
         """
         peers = self._peers
         fanout = self._settings.probe_fanout
-        if fanout is None:
-            self._frontier = None
-            return peers.keys()
         me = self._self_contact_point
+        if fanout is None:
+            # The full mesh: the lowest discovered would form (health is not followed here).
+            self._frontier = None
+            self._would_be_founder = bool(self._discovered) and self._discovered[0] == me
+            return peers.keys()
+        self._would_be_founder = False
         wanted: set[ContactPoint] = set()
         healthy = 0
         frontier: ContactPoint | None = None
@@ -540,6 +558,7 @@ class BootstrapMachine:
             if contact_point == me:
                 if healthy == 0:
                     self._frontier = me
+                    self._would_be_founder = True
                     return peers.keys()
                 continue
             wanted.add(contact_point)
@@ -747,6 +766,7 @@ class BootstrapMachine:
             lists_only_self=bool(listed) and not seed_nodes,
             round=event.round,
             promise=event.promise,
+            waiting=event.waiting,
         )
         if self._answers.record(peer.contact_point, answer, now):
             self._dirty = True
@@ -1018,6 +1038,8 @@ class BootstrapMachine:
             probed_count=probed_count,
             fresh_count=fresh_count,
             lowest_fresh=lowest_fresh,
+            lowest_fresh_waiting=self._waiting_of(lowest_fresh),
+            would_be_founder=self._would_be_founder,
             seeded=(
                 tuple(answers.seeded.values())
                 if self._promisee_seeded is None
@@ -1036,6 +1058,13 @@ class BootstrapMachine:
             next_round_at=self._next_round_at,
             last_withdrawal=self._last_withdrawal,
         )
+
+    def _waiting_of(self, contact_point: ContactPoint | None) -> str | None:
+        """What a peer's last answer said it waits for (as the would-be founder)."""
+        if contact_point is None or contact_point == self._self_contact_point:
+            return None
+        answer = self._answers.get(contact_point)
+        return None if answer is None else answer.waiting
 
     def _evaluate(self) -> None:
         self._dirty = False

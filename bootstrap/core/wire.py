@@ -33,6 +33,9 @@ Rules:
 * A probe asks for a promise with the request header :data:`ROUND_HEADER` (``Bootstrap-Round:
   <r>``), or on a watch with the text message ``propose <r>`` (:func:`propose_message`); both
   spell the round as :func:`parse_round` reads it: canonical decimal digits, ``0..MAX_ROUND``.
+* ``waiting`` (DESIGN section 9) is what a would-be founder waits for, in its own words (its
+  status reason), so the nodes that probe it can say so; a string of at most
+  :data:`MAX_WAITING_CHARS`, null or absent. A reader shows it, it decides nothing.
 * Our own values are validated when built, with the same rules and limits, but a wrong value
   there is our bug, so it raises :class:`UsageError`. The writer never sends a document that a
   reader would refuse, so ``decode_seed_nodes(encode_seed_nodes(doc)) == doc``.
@@ -63,6 +66,7 @@ __all__ = [
     "MAX_NODE_CHARS",
     "MAX_ROLES",
     "MAX_ROUND",
+    "MAX_WAITING_CHARS",
     "PROBE_MESSAGE",
     "PROPOSE_MESSAGE",
     "READY_PATH",
@@ -126,6 +130,9 @@ MAX_ROUND = events.MAX_ROUND
 #: Longest ``host:port`` a reader accepts (``promise.to``, the contact-point header): a
 #: 253-character hostname, brackets and a port fit.
 MAX_CONTACT_POINT_CHARS = 300
+#: Longest ``waiting`` (the would-be founder's status reason, DESIGN section 9), in characters:
+#: reasons name a contact point or two and a count; the rest is headroom.
+MAX_WAITING_CHARS = 1000
 
 _MIN_NODE_UID = -(2**63)
 _MAX_NODE_UID = 2**63 - 1
@@ -284,6 +291,16 @@ def _optional_name(instance: object, attribute: attrs.Attribute[Any], value: obj
     _check_optional_name(value, _owner(instance, attribute), UsageError)
 
 
+def _check_optional_waiting(value: object, where: str, error: type[ValueError]) -> str | None:
+    if value is None:
+        return None
+    return _check_text(value, where, error, max_chars=MAX_WAITING_CHARS, non_empty=False)
+
+
+def _optional_waiting(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_optional_waiting(value, _owner(instance, attribute), UsageError)
+
+
 def _roles(instance: object, attribute: attrs.Attribute[Any], value: tuple[object, ...]) -> None:
     where = _owner(instance, attribute)
     _check_count(value, where, UsageError, limit=MAX_ROLES, what="roles")
@@ -346,7 +363,8 @@ class SeedNodesDocument:
     round number (``None``: it speaks no founding round, as an Akka node); ``candidate`` that it
     proposes in that round; ``promise`` the promise it holds; ``founding`` that it decided to
     form a cluster whose members it does not list yet. Without a round the other three must
-    keep their defaults.
+    keep their defaults. ``waiting``, keyword-only too: what the node waits for while it is the
+    would-be founder (DESIGN section 9), for the status of the nodes that probe it.
     """
 
     self_node: str = attrs.field(validator=_node)
@@ -357,6 +375,7 @@ class SeedNodesDocument:
     candidate: bool = attrs.field(default=False, kw_only=True, validator=_flag)
     promise: Promise | None = attrs.field(default=None, kw_only=True, validator=_optional_promise)
     founding: bool = attrs.field(default=False, kw_only=True, validator=_flag)
+    waiting: str | None = attrs.field(default=None, kw_only=True, validator=_optional_waiting)
 
     def __attrs_post_init__(self) -> None:
         if self.round is None:
@@ -408,6 +427,8 @@ def encode_seed_nodes(doc: SeedNodesDocument) -> bytes:
         body["promise"] = {"to": str(doc.promise.to), "round": doc.promise.round}
     if doc.founding:
         body["founding"] = True
+    if doc.waiting is not None:
+        body["waiting"] = doc.waiting
     # The values were validated when built (no surrogates, no floats), so this cannot fail.
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     if len(data) > MAX_DOCUMENT_BYTES:
@@ -536,6 +557,7 @@ def decode_seed_nodes(data: bytes) -> SeedNodesDocument:
     candidate = _decode_flag(parsed, "candidate")
     promise = _decode_promise(parsed.get("promise"), "promise")
     founding = _decode_flag(parsed, "founding")
+    waiting = _check_optional_waiting(parsed.get("waiting"), "waiting", ProtocolError)
     if round is None:
         for name, value in (("candidate", candidate), ("promise", promise), ("founding", founding)):
             if value != _NO_ROUND_DEFAULTS[name]:
@@ -552,6 +574,7 @@ def decode_seed_nodes(data: bytes) -> SeedNodesDocument:
         candidate=candidate,
         promise=promise,
         founding=founding,
+        waiting=waiting,
     )
 
 

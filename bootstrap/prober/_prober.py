@@ -411,6 +411,7 @@ class Prober:
                 candidate=judged.candidate,
                 promise=judged.promise,
                 founding=judged.founding,
+                waiting=judged.waiting,
             )
         )
 

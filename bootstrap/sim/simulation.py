@@ -48,6 +48,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from bootstrap.core.contact_point import ContactPoint
 from bootstrap.core.events import (
     ContactedBy,
@@ -734,6 +736,15 @@ class Simulation:
                 if conn.watched:
                     self._push(conn)
 
+    def _served(self, node: _Node) -> ProbeSucceeded:
+        """``node``'s document as served now: with what it waits for, if it is the would-be
+        founder (DESIGN section 9), worded as of now (the drivers build it per request too)."""
+        machine = node.machine
+        waiting = None if machine is None else machine.founder_waiting
+        if waiting is None:
+            return node.document
+        return attrs.evolve(node.document, waiting=waiting)
+
     def _log_promise(
         self, node: _Node, promise: Promise | None, before: Promise | None, *, stopped: bool = False
     ) -> None:
@@ -874,7 +885,7 @@ class Simulation:
             self.clock.at(conn.deadline, self._timeout, conn, token)
             return
         self._feed(server, self._contacted_by(conn))
-        document = server.document
+        document = self._served(server)
         arrival = self.network.send_down(conn, self.clock.now)
         if arrival > conn.deadline:
             self.clock.at(conn.deadline, self._timeout, conn, token)
@@ -939,7 +950,7 @@ class Simulation:
         now = self.clock.now
         arrival = self.network.send_down(conn, now)
         if arrival != math.inf:
-            self.clock.at(arrival, self._push_arrived, conn, self.nodes[conn.server].document)
+            self.clock.at(arrival, self._push_arrived, conn, self._served(self.nodes[conn.server]))
             due = conn.push_due = now + self._push_interval
             self.clock.at(due, self._push_timer, conn, due)
         # else the connection stalled: nothing more gets through, so stop pushing into it.

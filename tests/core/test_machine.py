@@ -14,6 +14,7 @@ import math
 import pytest
 
 from bootstrap import (
+    Action,
     ContactedBy,
     ContactPoint,
     ContactPointsDiscovered,
@@ -24,6 +25,7 @@ from bootstrap import (
     Lookup,
     Phase,
     Probe,
+    ProbeFailed,
     ProbeSucceeded,
     Settings,
     StopProbing,
@@ -642,3 +644,72 @@ def test_waiting_on_names_the_rule_without_live_numbers() -> None:
     assert h.machine.status.waiting_on == "stable-margin"
     h.run_healthy_peers(until=6.0)
     assert h.machine.status.waiting_on == ""
+
+
+# --- who probes whom (DESIGN section 9) ---------------------------------------------------------
+
+SIX = tuple(cp(i) for i in range(1, 7))
+
+
+def _probed(actions: list[Action]) -> set[ContactPoint]:
+    return {action.contact_point for action in actions if isinstance(action, Probe)}
+
+
+def test_a_node_that_cannot_form_probes_the_fanout_lowest() -> None:
+    """Node 5 of six, fanout 3: it probes 1, 2 and 3; node 1, the lowest, probes all five."""
+    h = Harness(Settings(probe_fanout=3), me=cp(5), self_node=node(5))
+    h.start()
+    assert _probed(h.discover(*SIX)) == {cp(1), cp(2), cp(3)}
+    assert h.machine.probed_contact_points == {cp(1), cp(2), cp(3)}
+    lowest = Harness(Settings(probe_fanout=3))
+    lowest.start()
+    assert _probed(lowest.discover(*SIX)) == set(SIX[1:])
+
+
+def test_a_failing_peer_is_passed_over_and_still_probed() -> None:
+    """Peer 2 fails: peer 4 joins the set; when 2 answers again, 4 is stopped."""
+    h = Harness(Settings(probe_fanout=3), me=cp(6), self_node=node(6))
+    h.start()
+    h.discover(*SIX)
+    actions = h.feed(ProbeFailed(cp(2), "connection refused"))
+    assert _probed(actions) == {cp(4)}
+    assert h.machine.probed_contact_points == {cp(1), cp(2), cp(3), cp(4)}
+    actions = h.answer(cp(2), at=h.now + 2.0)
+    assert StopProbing(cp(4)) in actions
+    assert h.machine.probed_contact_points == {cp(1), cp(2), cp(3)}
+    status = {point.contact_point: point for point in h.machine.status.contact_points}
+    assert not status[cp(4)].probed
+    assert status[cp(4)].consecutive_failures == 0
+
+
+def test_every_lower_peer_failing_makes_this_node_the_would_be_founder() -> None:
+    """Node 2's only lower peer (1) fails: node 2 probes everyone and reports what it waits for."""
+    h = Harness(Settings(probe_fanout=1), me=cp(2), self_node=node(2))
+    h.start()
+    h.discover(*SIX)
+    assert h.machine.probed_contact_points == {cp(1)}
+    assert h.machine.founder_waiting is None
+    h.feed(ProbeFailed(cp(1), "connection refused"))
+    assert h.machine.probed_contact_points == set(SIX) - {cp(2)}
+    assert h.machine.founder_waiting == h.machine.status.reason
+
+
+def test_a_node_that_cannot_form_says_what_the_founder_reports() -> None:
+    """The lowest's document carries its waiting reason; the others' status repeats it."""
+    founder = Harness(Settings(probe_fanout=2))
+    founder.start()
+    founder.discover(*SIX)
+    reported = founder.machine.founder_waiting
+    assert reported is not None
+    assert reported == founder.machine.status.reason
+    h = Harness(Settings(probe_fanout=2), me=cp(4), self_node=node(4))
+    h.start()
+    h.discover(*SIX)
+    for at in (0.0, 10.0):  # before and after the stable margin
+        h.advance_to(at)
+        for index in (1, 2):
+            h.feed(ProbeSucceeded(cp(index), node(index), (), round=0, waiting="confirmed 3 of 6"))
+    assert h.machine.status.reason == (
+        "expecting 10.0.0.1:8558 to form the cluster; it reports: confirmed 3 of 6"
+    )
+    assert h.machine.founder_waiting is None

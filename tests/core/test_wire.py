@@ -30,6 +30,7 @@ from bootstrap.core.wire import (
     MAX_NODE_CHARS,
     MAX_ROLES,
     MAX_ROUND,
+    MAX_WAITING_CHARS,
     PROPOSE_MESSAGE,
     ROUND_HEADER,
     Member,
@@ -830,3 +831,42 @@ def test_propose_message_refuses_a_round_no_reader_accepts(round: int) -> None:
     """Our prober never sends a proposal that a server would refuse."""
     with pytest.raises(UsageError, match="the proposed round"):
         propose_message(round)
+
+
+# --- the would-be founder's waiting reason (DESIGN section 9) ----------------------------------
+
+
+@given(documents, st.text(max_size=MAX_WAITING_CHARS))
+def test_round_trip_with_waiting(doc: SeedNodesDocument, waiting: str) -> None:
+    """``waiting`` survives encoding and decoding, any text up to its limit."""
+    doc = attrs.evolve(doc, waiting=waiting)
+    encoded = encode_seed_nodes(doc)
+    assert json.loads(encoded)["waiting"] == waiting
+    assert decode_seed_nodes(encoded) == doc
+
+
+def test_waiting_is_left_out_when_none_and_null_reads_as_none() -> None:
+    doc = SeedNodesDocument("akka://sys@10.0.0.5:25520", ())
+    assert b"waiting" not in encode_seed_nodes(doc)
+    assert decode_seed_nodes(_body(_document(waiting=None))).waiting is None
+    # An Akka node's document has none, round or not: it is only ever shown, never required.
+    assert decode_seed_nodes(_body(_document(waiting="x"))).waiting == "x"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (17, "waiting must be a string, got an integer"),
+        (["a"], "waiting must be a string, got an array"),
+        ("w" * (MAX_WAITING_CHARS + 1), f"waiting is {MAX_WAITING_CHARS + 1} characters long"),
+        ("\ud800", "waiting contains an unpaired surrogate"),
+    ],
+)
+def test_decode_refuses_a_bad_waiting(value: object, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        decode_seed_nodes(_body(_document(waiting=value)))
+
+
+def test_building_a_bad_waiting_is_usage_error() -> None:
+    with pytest.raises(UsageError, match="waiting is 1001 characters long"):
+        SeedNodesDocument("akka://sys@10.0.0.5:25520", (), waiting="w" * (MAX_WAITING_CHARS + 1))

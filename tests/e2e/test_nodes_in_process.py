@@ -271,3 +271,38 @@ def test_a_hanging_lookup_is_cancelled_after_the_discovery_timeout() -> None:
             assert node.statistics().lookups == 1
 
     run(main, seconds=TEST_TIMEOUT)
+
+
+def test_a_stalled_cluster_says_everywhere_what_the_founder_waits_for() -> None:
+    """Four of five up, five required: the lowest waits, and the others' status quotes it.
+
+    The others probe only the probe_fanout lowest (DESIGN section 9), so the founder's own
+    words, carried in its document's ``waiting``, are all they know of its progress.
+    """
+
+    async def main() -> None:
+        points = loopback_points(5, free_port(), first=91)
+        settings = attrs_evolve(FAST, required_contact_points=5, probe_fanout=2)
+        async with AsyncExitStack() as stack:
+            nodes = await start_nodes(stack, points[:4], StaticDiscovery(points), settings=settings)
+            founder, others = nodes[0], nodes[1:]
+            expected = (
+                f"expecting {founder.contact_point} to form the cluster; it reports: "
+                "confirmed 4 of 5 required contact points"
+            )
+            # Once the founder heard from all four, and they from it. (A status has no event
+            # for "reason changed"; polling it is what an operator does too.)
+            with trio.fail_after(20):
+                while not all(node.status.reason == expected for node in others):  # noqa: ASYNC110
+                    await trio.sleep(0.2)
+            reported = founder.machine.founder_waiting
+            assert reported is not None
+            assert reported.startswith("confirmed 4 of 5 required contact points")
+            async with httpx.AsyncClient() as client:
+                served = await client.get(f"http://{founder.contact_point}/bootstrap/seed-nodes")
+            assert served.json()["waiting"].startswith("confirmed 4 of 5")
+            for node in others:
+                assert node.machine.founder_waiting is None
+                assert len(node.machine.probed_contact_points) <= 3
+
+    run(main, seconds=TEST_TIMEOUT)
