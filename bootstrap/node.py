@@ -167,6 +167,7 @@ def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> d
                 ),
                 "seedNodes": list(point.seed_nodes),
                 "consecutiveFailures": point.consecutive_failures,
+                "probed": point.probed,
             }
             for point in status.contact_points
         ],

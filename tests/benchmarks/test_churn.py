@@ -16,11 +16,18 @@ from typing import Any
 
 import pytest
 
+from bootstrap.core import Settings
 from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES, UP, STALL = 8, 6, 12.0
 PEERS = UP - 1  # live peers of each node during the stall
+FANOUT = Settings().probe_fanout
+assert FANOUT is not None
+assert FANOUT < PEERS  # (or the topology shows nothing here)
+# The up nodes are the lowest six: node 0, the would-be founder, connects to every live peer,
+# each other node to the FANOUT lowest besides itself (DESIGN section 9).
+TOPOLOGY_CONNECTIONS = (PEERS + (UP - 1) * FANOUT) / UP
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +38,7 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "benchmarks/churn.py",
         "--quick",
         "--isolation=loopback",
+        "--strategies=ours-watch,ours-poll,ours-mesh,anchor",
         f"--duration={STALL}",
         f"--port={free_port()}",
         f"--output={output}",
@@ -53,18 +61,40 @@ def run_of(document: dict[str, Any], scenario: str, strategy: str) -> dict[str, 
     return run
 
 
-@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll"])
-def test_ours_opens_one_connection_per_live_peer_during_a_stall(
-    document: dict[str, Any], strategy: str
+def test_the_full_mesh_opens_one_connection_per_live_peer_during_a_stall(
+    document: dict[str, Any],
 ) -> None:
-    """Each node opens exactly one connection per live peer, counted by itself and the kernel."""
-    summary = run_of(document, "stalled", strategy)["summary"]
+    """``ours-mesh``: each node opens exactly one connection per live peer, as counted by itself
+    and by the kernel, and none after the first round."""
+    summary = run_of(document, "stalled", "ours-mesh")["summary"]
     assert summary["connections_per_node_driver"] == PEERS
     assert summary["connections_per_node_kernel"] == PEERS
     assert summary["new_connections_per_node_per_second_driver"] == 0
     assert summary["new_connections_per_node_per_second_kernel"] == 0
     assert summary["tcp_sockets_per_node_max"] <= 2 * PEERS + 2
     assert summary["decided_during_stall"] == 0
+
+
+@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll"])
+def test_ours_connects_only_to_the_peers_it_probes_during_a_stall(
+    document: dict[str, Any], strategy: str
+) -> None:
+    """The topology: at least the FANOUT lowest per node (every live peer for node 0), never
+    more than the mesh, the driver's count the kernel's, and no churn; fewer sockets held.
+
+    (A node that started before a lower peer listened probes the next ones up until that peer
+    answers, so the mean may exceed TOPOLOGY_CONNECTIONS by those first-round extras.)
+    """
+    summary = run_of(document, "stalled", strategy)["summary"]
+    driver, kernel = summary["connections_per_node_driver"], summary["connections_per_node_kernel"]
+    assert driver == kernel
+    assert round(TOPOLOGY_CONNECTIONS, 1) <= driver <= PEERS  # (the summary rounds to 0.1)
+    assert summary["new_connections_per_node_per_second_driver"] == 0
+    assert summary["new_connections_per_node_per_second_kernel"] == 0
+    assert summary["tcp_sockets_per_node_max"] <= 2 * PEERS + 2
+    assert summary["decided_during_stall"] == 0
+    mesh = run_of(document, "stalled", "ours-mesh")["summary"]
+    assert summary["tcp_sockets_per_node_at_end"] < mesh["tcp_sockets_per_node_at_end"]
 
 
 def test_the_anchor_opens_a_connection_per_probe(document: dict[str, Any]) -> None:
@@ -95,7 +125,7 @@ def test_the_churn_ratio(document: dict[str, Any]) -> None:
     assert connections >= STALL / 2
 
 
-@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll", "anchor"])
+@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll", "ours-mesh", "anchor"])
 def test_late_arrivals_end_in_one_cluster(document: dict[str, Any], strategy: str) -> None:
     """When the missing nodes start, every node joins and exactly one of them formed."""
     late = run_of(document, "stalled", strategy)["late_arrival"]
@@ -104,7 +134,7 @@ def test_late_arrivals_end_in_one_cluster(document: dict[str, Any], strategy: st
     assert late["clusters_formed"] == 1
 
 
-@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll"])
+@pytest.mark.parametrize("strategy", ["ours-watch", "ours-poll", "ours-mesh"])
 def test_formation_ends_in_one_cluster(document: dict[str, Any], strategy: str) -> None:
     """All nodes starting within the spread form one cluster that every node joins."""
     formation = run_of(document, "formation", strategy)["formation"]

@@ -491,12 +491,18 @@ class FaultCluster:
 
     @staticmethod
     def hear_everyone(indices: Iterable[int], count: int) -> Callable[[Statuses], bool]:
-        """Each of ``indices`` lists ``count`` contact points, each with a fresh answer."""
+        """Each of ``indices`` lists ``count`` contact points, each it probes with a fresh answer.
+
+        (A node that cannot form probes only the ``probe_fanout`` lowest: DESIGN section 9. The
+        lowest probes every one.)
+        """
         wanted = list(indices)
 
         def hears_everyone(status: dict[str, Any]) -> bool:
             points = status.get("contactPoints") or []
-            return len(points) == count and all(point["fresh"] for point in points)
+            return len(points) == count and all(
+                point["fresh"] for point in points if point["probed"]
+            )
 
         return lambda statuses: all(hears_everyone(statuses.get(i, {})) for i in wanted)
 

@@ -56,8 +56,12 @@ def test_majority_required_only_the_majority_forms_and_minority_joins_after_heal
         statuses = cluster.hold(
             "the minority stays undecided", cluster.undecided(MINORITY), duration=5
         )
-        for index in MINORITY:
-            assert statuses[index]["reason"] == "confirmed 2 of 3 required contact points"
+        # Node 3, the lowest of its half, counts; node 4 quotes it (DESIGN section 9).
+        counted = "confirmed 2 of 3 required contact points"
+        assert statuses[3]["reason"] == counted
+        assert statuses[4]["reason"] == (
+            f"expecting {cluster.contact_point(3)} to form the cluster; it reports: {counted}"
+        )
         assert cluster.bridge_drops() > 0
 
         cluster.heal()
@@ -83,13 +87,23 @@ def test_minority_required_with_contact_with_all_nobody_forms_until_healed(
         # Past the stable margin (5 s from start) with the cross-cut answers long stale.
         statuses = cluster.hold("nobody decides", cluster.undecided(EVERYONE), duration=6)
         for index in EVERYONE:
-            other_half = MINORITY if index in MAJORITY else MAJORITY
+            own_half, other_half = (
+                (MAJORITY, MINORITY) if index in MAJORITY else (MINORITY, MAJORITY)
+            )
+            # Each half's lowest (0 and 3: every peer below it fails) is its would-be founder
+            # and probes everyone; the others wait for it and quote it (DESIGN section 9).
+            missing = f"no fresh answer from {cluster.contact_point(other_half[0])} "
             reason = statuses[index]["reason"]
-            assert reason.startswith("no fresh answer from "), reason
-            assert cluster.contact_point(other_half[0]) in reason, reason
+            if index == own_half[0]:
+                assert reason.startswith(missing), reason
+            else:
+                expecting = f"expecting {cluster.contact_point(own_half[0])} to form the cluster"
+                assert reason.startswith(f"{expecting}; it reports: {missing}"), reason
             for point in statuses[index]["contactPoints"]:
                 peer = cluster.addresses.index(point["contactPoint"].split(":")[0])
-                if peer in other_half:
+                if not point["probed"]:
+                    assert not point["fresh"]
+                elif peer in other_half:
                     assert not point["fresh"]
                     assert point["consecutiveFailures"] > 0
                 else:
