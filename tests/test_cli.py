@@ -275,6 +275,23 @@ def test_format_status_renders_every_contact_point() -> None:
     assert "x" in text
 
 
+def test_format_status_marks_the_contact_points_this_node_does_not_probe() -> None:
+    """DESIGN section 9: a peer outside the probe set reads "-", not "fresh: no"."""
+    point = {
+        "contactPoint": "127.0.0.9:8558",
+        "fresh": False,
+        "lastObservedAgo": None,
+        "seedNodes": [],
+        "consecutiveFailures": 0,
+    }
+    body = {"phase": "probing", "decision": None, "reason": "r", "contactPoints": []}
+    probed = format_status({**body, "contactPoints": [{**point, "probed": True}]})
+    unprobed = format_status({**body, "contactPoints": [{**point, "probed": False}]})
+    assert probed.splitlines()[-1].split()[:2] == ["127.0.0.9:8558", "no"]
+    assert unprobed.splitlines()[-1].split()[:2] == ["127.0.0.9:8558", "-"]
+    assert unprobed.endswith("(not probed by this node)")
+
+
 def test_status_of_an_unreachable_node_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     """status against a closed port fails with exit 1 and says where."""
     assert main(["status", f"127.0.0.1:{free_port()}", "--timeout", "2"]) == 1

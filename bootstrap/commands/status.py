@@ -39,8 +39,13 @@ def format_status(body: dict[str, object]) -> str:
         ago = point.get("lastObservedAgo")
         seen = "never" if ago is None else f"{ago:.1f} s"
         seeds = ", ".join(point.get("seedNodes") or []) or "-"
+        # A node that cannot form probes only a few of the lowest (DESIGN section 9); say so,
+        # or "fresh: no" would read as a peer that stopped answering. (Absent: an older node.)
+        fresh = "-" if point.get("probed") is False else "yes" if point.get("fresh") else "no"
+        if point.get("probed") is False:
+            seeds = "(not probed by this node)"
         lines.append(
-            f"{point.get('contactPoint')!s:<28} {'yes' if point.get('fresh') else 'no':<6} "
+            f"{point.get('contactPoint')!s:<28} {fresh:<6} "
             f"{seen:>9} {point.get('consecutiveFailures')!s:>5}  {seeds}"
         )
     return "\n".join(lines)
