@@ -53,13 +53,7 @@ if __package__ in (None, ""):
 
 from benchmarks import procfs
 from benchmarks.churn_node import STRATEGIES as CHURN_NODE_STRATEGIES
-from benchmarks.isolation import (
-    Isolation,
-    LoopbackIsolation,
-    NetnsIsolation,
-    exit_on_sigterm,
-    netns_available,
-)
+from benchmarks.isolation import Isolation, exit_on_sigterm, fresh_isolation, netns_available
 from benchmarks.node_processes import (
     PEKKO_REMOTE_PORT,
     ChurnNodeProcess,
@@ -463,14 +457,7 @@ def run_formation(
 @contextlib.contextmanager
 def isolation_for(args: argparse.Namespace, run_number: int) -> Iterator[Isolation]:
     """Fresh addresses (and namespaces) for every run: TIME_WAIT never leaks across runs."""
-    isolation: Isolation
-    if args.isolation == "netns":
-        isolation = NetnsIsolation(args.nodes, tag=f"{os.getpid() % 10000}r{run_number}")
-    else:
-        # Spread by process too, so two benchmarks at once (or a CI run beside a developer's)
-        # use different addresses.
-        isolation = LoopbackIsolation(args.nodes, subnet=1 + (os.getpid() + run_number) % 254)
-    with isolation:
+    with fresh_isolation(args.isolation, args.nodes, "r", run_number) as isolation:
         yield isolation
 
 

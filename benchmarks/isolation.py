@@ -317,3 +317,15 @@ class LoopbackIsolation:
         traceback: TracebackType | None,
     ) -> None:
         pass
+
+
+def fresh_isolation(kind: str, nodes: int, run_tag: str, run_number: int) -> Isolation:
+    """New addresses (and, for ``"netns"``, namespaces) for one run of a benchmark.
+
+    Every run gets its own, so one run's TIME_WAIT sockets are never counted in the next.
+    ``run_tag`` tells the benchmarks' namespaces apart; loopback subnets are spread by process
+    too, so two benchmarks at once (or a CI run beside a developer's) use different addresses.
+    """
+    if kind == "netns":
+        return NetnsIsolation(nodes, tag=f"{os.getpid() % 10000}{run_tag}{run_number}")
+    return LoopbackIsolation(nodes, subnet=1 + (os.getpid() + run_number) % 254)

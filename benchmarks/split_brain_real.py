@@ -69,13 +69,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import split_brain
-from benchmarks.isolation import (
-    Isolation,
-    LoopbackIsolation,
-    NetnsIsolation,
-    exit_on_sigterm,
-    netns_available,
-)
+from benchmarks.isolation import Isolation, exit_on_sigterm, fresh_isolation, netns_available
 from benchmarks.node_processes import (
     PEKKO_REMOTE_PORT,
     ChurnNodeProcess,
@@ -372,12 +366,7 @@ def outcome(
 @contextlib.contextmanager
 def isolation_for(args: argparse.Namespace, nodes: int, run_number: int) -> Iterator[Isolation]:
     """Fresh addresses (and namespaces) for every attempt."""
-    isolation: Isolation
-    if args.isolation == "netns":
-        isolation = NetnsIsolation(nodes, tag=f"{os.getpid() % 10000}s{run_number}")
-    else:
-        isolation = LoopbackIsolation(nodes, subnet=1 + (os.getpid() + run_number) % 254)
-    with isolation:
+    with fresh_isolation(args.isolation, nodes, "s", run_number) as isolation:
         yield isolation
 
 

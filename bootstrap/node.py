@@ -57,7 +57,7 @@ from .core import (
     StopProbing,
 )
 from .core.founding import RoundCounts
-from .core.wire import MAX_WAITING_CHARS, SeedNodesDocument
+from .core.wire import SeedNodesDocument
 from .discovery import Discovery, DiscoveryError
 from .membership import LocalMembership, Membership, advertised_seed_nodes
 from .prober import (
@@ -299,9 +299,6 @@ class Node:
             max_seed_nodes=self.settings.max_seed_nodes,
         )
         advertisement = self.machine.advertisement
-        waiting = self.machine.founder_waiting
-        if waiting is not None and len(waiting) > MAX_WAITING_CHARS:
-            waiting = waiting[: MAX_WAITING_CHARS - 1] + "…"
         return SeedNodesDocument(
             self.self_node,
             seeds,
@@ -310,7 +307,7 @@ class Node:
             candidate=advertisement.candidate,
             promise=advertisement.promise,
             founding=advertisement.founding and not seeds,
-            waiting=waiting,
+            waiting=self.machine.founder_waiting,
         )
 
     def status_json(self) -> dict[str, object]:

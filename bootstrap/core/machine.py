@@ -81,6 +81,7 @@ from .founding import (
 )
 from .settings import Settings
 from .status import ContactPointStatus, Phase, Status
+from .wire import MAX_WAITING_CHARS
 
 __all__ = ["BootstrapMachine"]
 
@@ -268,11 +269,14 @@ class BootstrapMachine:
 
         Its status reason, undecided and with no lower peer answering; ``None`` otherwise. The
         driver puts it in the documents it serves, so the nodes that expect this one to form
-        can say what it waits for.
+        can say what it waits for; a reason too long for the wire is cut to fit.
         """
         if not self._would_be_founder or self._decision is not None or not self._started:
             return None
-        return self._reason()
+        reason = self._reason()
+        if len(reason) > MAX_WAITING_CHARS:
+            reason = reason[: MAX_WAITING_CHARS - 1] + "…"
+        return reason
 
     def probes(self, contact_point: ContactPoint) -> bool:
         """Is ``contact_point`` in :attr:`probed_contact_points` (without copying the set)?"""

@@ -166,16 +166,21 @@ def test_s2_lagging_views_with_contact_with_all_never_form_two_clusters(
 
 
 @given(
-    st.integers(3, 6),
-    st.floats(0.0, 3.0),
+    st.integers(3, 9),
+    st.floats(0.0, 4.0),
     st.sampled_from(["poll", "watch"]),
     st.integers(0, 2**16),
+    st.sampled_from([None, 1, 2, 3]),
 )
 def test_a_candidate_that_crashes_mid_round_does_not_block_formation(
-    nodes: int, crash_delay: float, transport: str, seed: int
+    nodes: int, crash_delay: float, transport: str, seed: int, fanout: int | None
 ) -> None:
-    """The lowest node dies around its round; the rest form one cluster without it."""
-    settings = Settings(stable_margin=1.0, probe_interval=0.5, probe_timeout=1.0)
+    """The lowest node dies around its round, before or after forming; the rest form one
+    cluster without it. Node 0 is every node's first probed peer (DESIGN section 9), so under
+    a fanout the survivors learn of its death through the one peer they all probe."""
+    settings = Settings(
+        stable_margin=1.0, probe_interval=0.5, probe_timeout=1.0, probe_fanout=fanout
+    )
     # Everyone starts at 0; the margin expires near 1 s, when node 0 opens its round.
     crash = 1.0 + crash_delay
     scenario = Scenario(
