@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import platform
@@ -310,6 +311,8 @@ def summarise_stall(run: Run, up: list[int], window_end: float) -> dict[str, Any
     """Per-node figures over the stall, after the first probe round (``WARM_UP`` s)."""
     rows = [i for i, t in enumerate(run.t) if WARM_UP <= t <= window_end]
     addresses = [run.addresses[i] for i in up]
+    founder = min(addresses, key=ipaddress.ip_address)
+    others = [a for a in addresses if a != founder]
 
     def values(metric: str, address: str) -> list[float]:
         series = run.per_node[address][metric]
@@ -353,6 +356,16 @@ def summarise_stall(run: Run, up: list[int], window_end: float) -> dict[str, Any
         ),
         "tcp_sockets_per_node_at_end": round(
             mean([run.per_node[a]["tcp_sockets"][last] or 0 for a in addresses]), 1
+        ),
+        # The lowest live node is the would-be founder: under the topology (DESIGN section 9)
+        # it alone probes everyone, so its figures are shown apart from the others'.
+        "tcp_sockets_founder": round(mean(values("tcp_sockets", founder)), 1),
+        "tcp_sockets_founder_max": max(values("tcp_sockets", founder), default=0),
+        "tcp_sockets_per_non_founder": round(
+            mean([mean(values("tcp_sockets", a)) for a in others]), 1
+        ),
+        "tcp_sockets_per_non_founder_max": max(
+            (max(values("tcp_sockets", a), default=0) for a in others), default=0
         ),
         "established_per_node": round(mean([mean(values("established", a)) for a in addresses]), 1),
         "time_wait_per_node_at_end": round(
@@ -526,7 +539,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def print_table(runs: list[dict[str, Any]]) -> None:
     print(
-        f"{'scenario':<10} {'strategy':<14} {'interval':>8} {'sockets/node':>12} "
+        f"{'scenario':<10} {'strategy':<14} {'interval':>8} {'sockets/node':>12} {'founder':>7} "
         f"{'TIME_WAIT':>9} {'new conn/s':>10} {'CPU %':>6} {'joined after':>13}"
     )
     for run in runs:
@@ -540,6 +553,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         print(
             f"{run['scenario']:<10} {run['strategy']:<14} {run['probe_interval']:>7g}s "
             f"{summary.get('tcp_sockets_per_node', ''):>12} "
+            f"{summary.get('tcp_sockets_founder', ''):>7} "
             f"{summary.get('time_wait_per_node_at_end', ''):>9} "
             f"{summary.get('new_connections_per_node_per_second_kernel', ''):>10} "
             f"{summary.get('cpu_percent_per_node', ''):>6} {joined:>13}",

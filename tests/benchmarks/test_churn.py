@@ -97,6 +97,24 @@ def test_ours_connects_only_to_the_peers_it_probes_during_a_stall(
     assert summary["tcp_sockets_per_node_at_end"] < mesh["tcp_sockets_per_node_at_end"]
 
 
+def test_only_the_founder_holds_a_socket_per_live_peer_in_both_directions(
+    document: dict[str, Any],
+) -> None:
+    """The mesh's founder is like every node; the topology's holds more than any other node.
+
+    In the mesh each node holds its own connection to each live peer and each peer's to it.
+    Under the topology the founder still does (it probes everyone, everyone probes it), while
+    another node holds its FANOUT and the few opened to it: fewer, at every sample.
+    """
+    mesh = run_of(document, "stalled", "ours-mesh")["summary"]
+    assert mesh["tcp_sockets_founder_max"] <= 2 * PEERS + 2
+    assert mesh["tcp_sockets_per_non_founder_max"] <= 2 * PEERS + 2
+    assert mesh["tcp_sockets_founder"] >= 2 * PEERS
+    topology = run_of(document, "stalled", "ours-watch")["summary"]
+    assert topology["tcp_sockets_founder"] >= 2 * PEERS
+    assert topology["tcp_sockets_per_non_founder_max"] < topology["tcp_sockets_founder"]
+
+
 def test_the_anchor_opens_a_connection_per_probe(document: dict[str, Any]) -> None:
     """The emulated anchor connects anew for every probe, so its sockets pile up in TIME_WAIT."""
     run = run_of(document, "stalled", "anchor")
