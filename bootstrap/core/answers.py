@@ -98,6 +98,10 @@ class AnswerBook:
         """Fresh answers that list seed nodes other than this node."""
         return self._seeded
 
+    def contact_points(self) -> Iterator[ContactPoint]:
+        """Every contact point with a record, fresh or not."""
+        return iter(self._answers)
+
     def listing_only_self(self) -> Iterator[ContactPoint]:
         """Fresh answers whose seed nodes were all this node's own name."""
         return iter(self._listing_only_self)

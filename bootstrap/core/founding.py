@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import attrs
 
-from .contact_point import ContactPoint
+from .contact_point import ContactPoint, sort_key
 from .events import ProbeSucceeded, Promise
 
 __all__ = [
@@ -86,10 +86,22 @@ class Candidacy:
     promised: set[ContactPoint] = attrs.field(factory=set)
     #: The peers a proposal of this round was sent to (the rest get one as soon as they answer).
     proposed: set[ContactPoint] = attrs.field(factory=set)
+    #: ``asked`` in the canonical order, lowest first.
+    asked_in_order: tuple[ContactPoint, ...] = attrs.field(init=False)
+
+    @asked_in_order.default
+    def _order_asked(self) -> tuple[ContactPoint, ...]:
+        return tuple(sorted(self.asked, key=sort_key))
 
     @property
     def complete(self) -> bool:
         return len(self.promised) >= self.needed
+
+    @property
+    def lowest_unpromised(self) -> ContactPoint | None:
+        """The lowest peer asked whose promise has not come (what the status names)."""
+        promised = self.promised
+        return next((cp for cp in self.asked_in_order if cp not in promised), None)
 
 
 def answer_proposal(

@@ -31,17 +31,18 @@ stale is a deadline, so a decision that depends on it (the lowest fresh contact 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Literal
 
 from .answers import Answer, AnswerBook, SeededAnswer
 from .backoff import backoff_delay, jittered
-from .contact_point import ContactPoint, select_contact_points
+from .contact_point import ContactPoint, select_contact_points, sort_key
 from .decision import (
     DecisionView,
     MissingAnswer,
@@ -111,8 +112,12 @@ _TimerKind = Literal["lookup", "probe", "expire", "stable", "retry", "round", "h
 
 
 class _Peer:
-    """How the machine probes one discovered contact point other than itself.
+    """How the machine probes one contact point other than itself.
 
+    Only the peers in the probe set have one (and the candidate we promised, discovered or not):
+    a peer that leaves the set is forgotten, because nothing about it matters until it is probed
+    again. That keeps a node's state O(probe_fanout) rather than O(N) beside the discovered list,
+    which is what lets 10,000 machines share one process (DESIGN section 9).
     What the peer said lives in the machine's :class:`AnswerBook`, not here: one record per peer.
     """
 
@@ -196,6 +201,7 @@ class BootstrapMachine:
         # Contact points. ``_discovered`` is sorted and includes self when discovery returns it.
         self._discovered: tuple[ContactPoint, ...] = ()
         self._last_raw_discovery: tuple[ContactPoint, ...] | None = None
+        # The probed peers (see _Peer): every key is discovered and in _probed, and back.
         self._peers: dict[ContactPoint, _Peer] = {}
         self._answers = AnswerBook()
         self._self_discovered = False
@@ -371,14 +377,15 @@ class BootstrapMachine:
                 )
             else:
                 answer = self._answers.get(contact_point)
+                peer = self._peers.get(contact_point)
                 points.append(
                     ContactPointStatus(
                         contact_point=contact_point,
                         fresh=self._answers.is_fresh(contact_point),
                         last_observed_at=None if answer is None else answer.observed_at,
                         seed_nodes=() if answer is None else answer.seed_nodes,
-                        consecutive_failures=self._peers[contact_point].consecutive_failures,
-                        probed=contact_point in self._probed,
+                        consecutive_failures=0 if peer is None else peer.consecutive_failures,
+                        probed=peer is not None,
                     )
                 )
         return Status(
@@ -529,14 +536,23 @@ class BootstrapMachine:
 
     # --- topology: who probes whom (DESIGN section 9) -----------------------------------------
 
+    def _is_discovered(self, contact_point: ContactPoint) -> bool:
+        """In the last discovery result (a binary search: no per-node set of N contact points)."""
+        discovered = self._discovered
+        index = bisect.bisect_left(discovered, contact_point)
+        return index < len(discovered) and discovered[index] == contact_point
+
+    def _discovered_peer_count(self) -> int:
+        return len(self._discovered) - self._self_discovered
+
     def _health_changed(self, peer: _Peer) -> None:
         """``peer`` is about to enter or leave failure backoff."""
         frontier = self._frontier
         if frontier is not None and peer.contact_point <= frontier:
             self._probe_set_dirty = True
 
-    def _wanted_peers(self) -> Collection[ContactPoint]:
-        """The peers to probe now, and (as a side effect) the frontier of that choice.
+    def _wanted_peers(self) -> set[ContactPoint] | None:
+        """The peers to probe now (``None``: every discovered one), and the frontier of that choice.
 
         Walking up from the lowest discovered contact point: if every peer below this node is
         failing (or none is), this node is the would-be founder and probes every peer, since
@@ -553,7 +569,7 @@ class BootstrapMachine:
             # The full mesh: the lowest discovered would form (health is not followed here).
             self._frontier = None
             self._would_be_founder = bool(self._discovered) and self._discovered[0] == me
-            return peers.keys()
+            return None
         self._would_be_founder = False
         wanted: set[ContactPoint] = set()
         healthy = 0
@@ -563,47 +579,65 @@ class BootstrapMachine:
                 if healthy == 0:
                     self._frontier = me
                     self._would_be_founder = True
-                    return peers.keys()
+                    return None
                 continue
             wanted.add(contact_point)
             frontier = contact_point
-            if peers[contact_point].healthy:
+            peer = peers.get(contact_point)
+            if peer is None or peer.healthy:  # (not probed yet: nothing says it fails)
                 healthy += 1
                 if healthy == fanout:
                     break
         self._frontier = frontier
         promise = self._promise
-        if promise is not None and promise.to in peers:
+        if promise is not None and self._is_discovered(promise.to):
             wanted.add(promise.to)
         if self._candidacy is not None:
-            wanted.update(cp for cp in self._candidacy.asked if cp in peers)
+            wanted.update(cp for cp in self._candidacy.asked if self._is_discovered(cp))
         return wanted
 
     def _update_probe_set(self) -> None:
         self._probe_set_dirty = False
         wanted = self._wanted_peers()
         probed = self._probed
-        for contact_point in sorted(cp for cp in probed if cp not in wanted):
-            self._stop_probing(self._peers[contact_point])
-        if len(probed) == len(wanted):
+        if wanted is not None:
+            for contact_point in sorted((cp for cp in probed if cp not in wanted), key=sort_key):
+                self._stop_probing(self._peers[contact_point])
+        wanted_count = self._discovered_peer_count() if wanted is None else len(wanted)
+        if len(probed) == wanted_count:
             return  # (probed is now a subset of wanted)
+        me = self._self_contact_point
         for contact_point in self._discovered:  # in order, so probes go out lowest first
-            if contact_point in wanted and contact_point not in probed:
-                peer = self._peers[contact_point]
-                peer.probed = True
-                probed.add(contact_point)
-                self._dirty = True
-                if not peer.outstanding:
-                    # At once, but never before probing resumes after a JoinFailed.
-                    self._schedule_probe(peer, max(self._now, self._join_retry_at))
+            if contact_point in probed or contact_point == me:
+                continue
+            if wanted is None or contact_point in wanted:
+                self._start_probing(contact_point)
+
+    def _start_probing(self, contact_point: ContactPoint) -> None:
+        promisee = self._undiscovered_promisee
+        if promisee is not None and promisee.contact_point == contact_point:
+            # The candidate we promised is discovered (again): an ordinary peer now, its probe
+            # schedule kept.
+            peer = promisee
+            self._undiscovered_promisee = self._promisee_seeded = None
+        else:
+            peer = _Peer(contact_point, self._now)
+        self._peers[contact_point] = peer
+        peer.probed = True
+        self._probed.add(contact_point)
+        self._dirty = True
+        if not peer.outstanding:
+            # At once, but never before probing resumes after a JoinFailed.
+            self._schedule_probe(peer, max(self._now, self._join_retry_at))
 
     def _stop_probing(self, peer: _Peer) -> None:
         """``peer`` left the probe set: close its connection; its answer no longer counts."""
         contact_point = peer.contact_point
         self._probed.discard(contact_point)
+        # Forgotten (its timers die with it): what we knew of its health is stale by the time
+        # it is probed again.
+        del self._peers[contact_point]
         peer.probed = peer.outstanding = False
-        # What we knew of its health is stale by the time it is probed again.
-        peer.consecutive_failures = 0
         self._answers.invalidate(contact_point, self._now)
         self._dirty = True
         self._actions.append(StopProbing(contact_point))
@@ -649,27 +683,17 @@ class BootstrapMachine:
                 filter_on_fallback_port=settings.filter_on_fallback_port,
             )
             self._last_raw_discovery = event.contact_points
-        changed = selected != self._discovered
+        changed = selected is not self._discovered and selected != self._discovered
         if changed:
-            kept = set(selected)
-            for contact_point in self._discovered:
-                if contact_point not in kept:
-                    self._forget(contact_point)
-            for contact_point in selected:
-                if contact_point != self._self_contact_point and contact_point not in self._peers:
-                    promisee = self._undiscovered_promisee
-                    if promisee is not None and promisee.contact_point == contact_point:
-                        # The candidate we promised is discovered (again): an ordinary peer,
-                        # still probed (a promisee always is), its probe schedule kept.
-                        self._peers[contact_point] = promisee
-                        promisee.probed = True
-                        self._probed.add(contact_point)
-                        self._undiscovered_promisee = self._promisee_seeded = None
-                        continue
-                    # Probed at once if the probe set takes it (_update_probe_set).
-                    self._peers[contact_point] = _Peer(contact_point, now)
             self._discovered = selected
-            self._self_discovered = self._self_contact_point in kept
+            # Only what the machine holds about a contact point can need forgetting: its peer
+            # state and its answer (O(what is held), not O(discovered)).
+            held = {*self._peers, *self._answers.contact_points()}
+            for contact_point in sorted(held, key=sort_key):
+                if not self._is_discovered(contact_point):
+                    self._forget(contact_point)
+            self._self_discovered = self._is_discovered(self._self_contact_point)
+            # New peers are probed at once if the probe set takes them (_update_probe_set).
             self._probe_set_dirty = True
         if changed or not self._discovery_succeeded:
             # After a failed lookup the stable margin counts again from the first success.
@@ -688,7 +712,7 @@ class BootstrapMachine:
         if peer is None:
             return
         self._probed.discard(contact_point)
-        was_probed, peer.probed = peer.probed, False
+        peer.probed = False
         promise = self._promise
         if promise is not None and promise.to == contact_point:
             # Only an answer from the candidate we promised releases the promise: keep asking
@@ -698,7 +722,7 @@ class BootstrapMachine:
             self._schedule(self._promisee_heard_at + self._settings.promise_hold, "hold", None)
             return
         # After the decision every probed peer was already told StopProbing once.
-        if self._decision is None and was_probed:
+        if self._decision is None:
             self._actions.append(StopProbing(contact_point))
 
     def _on_discovery_failed(self, event: DiscoveryFailed) -> None:
@@ -820,8 +844,8 @@ class BootstrapMachine:
                 peer.consecutive_failures = 0
                 self._schedule_probe(peer, now)
             return
-        if self._lookup_outstanding:
-            return
+        if self._lookup_outstanding or self._is_discovered(event.contact_point):
+            return  # (a discovered peer this node does not probe: nothing to learn)
         # An unknown peer: discovery is behind. Look up as soon as the pacing allows.
         when = self._earliest_lookup()
         if self._lookup_due is None or when < self._lookup_due:
@@ -909,7 +933,7 @@ class BootstrapMachine:
         self._dirty = self._probe_set_dirty = True  # the promisee is probed
         if self._candidacy is not None:
             self._withdraw(f"promised {proposer} (round {round}), a lower candidate")
-        if proposer not in self._peers and self._undiscovered_promisee is None:
+        if not self._is_discovered(proposer) and self._undiscovered_promisee is None:
             # Discovery is behind (the ContactedBy also makes a lookup due): probe the
             # candidate all the same, for only its answers can release this promise.
             peer = self._undiscovered_promisee = _Peer(proposer, self._now)
@@ -969,7 +993,7 @@ class BootstrapMachine:
             asked = frozenset(cp for cp in self._probed if self._answers.is_fresh(cp))
             needed = settings.required_contact_points - 1
         self._candidacy = Candidacy(round=self._round, asked=asked, needed=needed)
-        for contact_point in sorted(asked):
+        for contact_point in self._candidacy.asked_in_order:
             peer = self._peers[contact_point]
             if not peer.outstanding:
                 self._schedule_probe(peer, self._now)
@@ -992,13 +1016,13 @@ class BootstrapMachine:
         candidacy = self._candidacy
         if candidacy is None:
             return None
-        waiting = sorted(cp for cp in candidacy.asked if cp not in candidacy.promised)
-        answer = self._answers.get(waiting[0]) if waiting else None
+        waiting_for = candidacy.lowest_unpromised
+        answer = None if waiting_for is None else self._answers.get(waiting_for)
         return RoundView(
             round=candidacy.round,
             promised=len(candidacy.promised),
             needed=candidacy.needed,
-            waiting_for=waiting[0] if waiting else None,
+            waiting_for=waiting_for,
             waiting_for_cannot_promise=answer is not None and answer.round is None,
             waiting_for_promised=None if answer is None else answer.promise,
         )
@@ -1049,7 +1073,7 @@ class BootstrapMachine:
                 if self._promisee_seeded is None
                 else (*answers.seeded.values(), self._promisee_seeded)
             ),
-            listing_only_self=tuple(sorted(answers.listing_only_self())),
+            listing_only_self=tuple(sorted(answers.listing_only_self(), key=sort_key)),
             discovery_succeeded=self._discovery_succeeded,
             discovery_failure=self._discovery_failure,
             stable_at=self._stable_at,
@@ -1102,14 +1126,14 @@ class BootstrapMachine:
         self._fresh_at_decision = view.fresh_count
         self._actions.append(verdict)
         # Decided: close every probe connection once. The management server keeps serving.
-        for contact_point in sorted(self._probed):
+        for contact_point in sorted(self._probed, key=sort_key):
             self._peers[contact_point].outstanding = False
             self._actions.append(StopProbing(contact_point))
 
     def _phase(self) -> Phase:
         if self._decision is not None:
             return Phase.DECIDED
-        if not self._ever_discovered or not self._peers:
+        if not self._ever_discovered or not self._discovered_peer_count():
             return Phase.DISCOVERING
         return Phase.PROBING
 
