@@ -454,17 +454,19 @@ class Node:
                 nursery.start_soon(self._lookup)
             else:
                 self._decided_at = trio.current_time()
-                logger.info("%s: decided: %s", self.contact_point, self.machine.status.reason)
+                logger.info("%s: decided: %s", self.contact_point, self.machine.reason)
                 self._decided.set()
                 nursery.start_soon(self._join, action)
 
     def _log_state_change(self) -> None:
-        status = self.machine.status
-        state = (status.phase.value, status.waiting_on)
+        # Runs after every machine call: read only what is O(1), not the whole status (which
+        # lists every contact point, thousands for a founder).
+        machine = self.machine
+        state = (machine.phase.value, machine.waiting_on)
         if state != self._logged_state:
             self._logged_state = state
-            if self.machine.decision is None:  # the decision has a log line of its own
-                logger.info("%s: %s: %s", self.contact_point, status.phase.value, status.reason)
+            if machine.decision is None:  # the decision has a log line of its own
+                logger.info("%s: %s: %s", self.contact_point, state[0], machine.reason)
 
     async def _lookup(self) -> None:
         timeout = self.settings.discovery_timeout

@@ -359,6 +359,21 @@ class BootstrapMachine:
         return self._actions.popleft() if self._actions else None
 
     @property
+    def phase(self) -> Phase:
+        """``status.phase``, without building the status (O(1), not O(contact points))."""
+        return self._phase()
+
+    @property
+    def waiting_on(self) -> str:
+        """``status.waiting_on``: the rule the machine waits on ("" once decided), in O(1)."""
+        return self._verdict.rule if isinstance(self._verdict, Waiting) else ""
+
+    @property
+    def reason(self) -> str:
+        """``status.reason``, without building the status."""
+        return self._reason()
+
+    @property
     def status(self) -> Status:
         """A snapshot: phase, what the node waits for (in plain English), and each contact point."""
         now = self._now
@@ -393,7 +408,7 @@ class BootstrapMachine:
             reason=self._reason(),
             decision=self._decision,
             contact_points=tuple(points),
-            waiting_on=self._verdict.rule if isinstance(self._verdict, Waiting) else "",
+            waiting_on=self.waiting_on,
         )
 
     # --- input checks -------------------------------------------------------------------------

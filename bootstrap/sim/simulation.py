@@ -1057,8 +1057,8 @@ class Simulation:
             return f"joined {self.membership.cluster_of[node.index] or '(cluster stopped)'}"
         if node.machine is None:
             return "stopped" if not node.running else "machine failed"
-        # Status is O(contact points): only asked for the nodes that matter.
-        return node.machine.status.reason
+        # The reason alone (the status is O(contact points)), for the nodes that matter.
+        return node.machine.reason
 
     def _node_report(self, node: _Node, opened: int) -> NodeReport:
         return NodeReport(

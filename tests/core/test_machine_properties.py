@@ -692,6 +692,13 @@ class CheckedMachine:
             else Phase.PROBING
         )
         assert status.phase == expected, f"phase {status.phase}, model says {expected}"
+        # The O(1) readers the node logs from say what the status says.
+        machine = self.machine
+        assert (machine.phase, machine.waiting_on, machine.reason) == (
+            status.phase,
+            status.waiting_on,
+            status.reason,
+        )
         if expected != self.phase:
             edge = (self.phase.value, expected.value)
             assert edge in DOCUMENTED_EDGES, f"undocumented phase transition {edge}"
