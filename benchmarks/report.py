@@ -29,23 +29,35 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:g}"
 
 
+def _founder_and_others(summary: dict[str, Any]) -> str:
+    """The would-be founder's sockets beside the other nodes' (runs before the topology: n/a)."""
+    if "tcp_sockets_founder" not in summary:
+        return "n/a"
+    return (
+        f"{summary['tcp_sockets_founder']:g} / {summary['tcp_sockets_per_non_founder']:g} "
+        f"(max {summary['tcp_sockets_per_non_founder_max']:g})"
+    )
+
+
 def stalled_table(document: dict[str, Any]) -> str:
     """One row per stalled run: sockets, TIME_WAIT, new connections, CPU, memory, late arrival."""
     runs = [run for run in document["runs"] if run["scenario"] == "stalled"]
     if not runs:
         return ""
     lines = [
-        "| interval | strategy | TCP sockets per node (mean / at end) | TIME_WAIT at end | "
+        "| interval | strategy | TCP sockets per node (mean / at end) | "
+        "TCP sockets: founder / other nodes (mean) | TIME_WAIT at end | "
         "connections opened per node | new connections /s per node after warm-up "
         "(driver / kernel) | CPU per node | RSS per node | requests served /s per node | "
         "late arrival: all joined after the last start |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in sorted(runs, key=lambda r: (r["probe_interval"], r["strategy"])):
         s = run["summary"]
         lines.append(
             f"| {run['probe_interval']:g} s | {run['strategy']} "
             f"| {s['tcp_sockets_per_node']:g} / {s['tcp_sockets_per_node_at_end']:g} "
+            f"| {_founder_and_others(s)} "
             f"| {s['time_wait_per_node_at_end']:g} "
             f"| {s['connections_per_node_kernel']:g} "
             f"| {_figure(s['new_connections_per_node_per_second_driver'])} / "
@@ -70,10 +82,12 @@ def ratio_table(document: dict[str, Any]) -> str:
     lines = [
         "| interval | "
         + " | ".join(
-            f"{a} sockets at end / ours-watch | {a} connections / ours-watch" for a in anchors
+            f"{a} sockets (mean) / ours-watch | {a} sockets at end / ours-watch "
+            f"| {a} connections / ours-watch"
+            for a in anchors
         )
         + " |",
-        "|---|" + "---|---|" * len(anchors),
+        "|---|" + "---|---|---|" * len(anchors),
     ]
     for interval in intervals:
         ours = stalled.get((interval, "ours-watch"))
@@ -83,13 +97,14 @@ def ratio_table(document: dict[str, Any]) -> str:
         for name in anchors:
             anchor = stalled.get((interval, name))
             if anchor is None:
-                cells += ["", ""]
+                cells += ["", "", ""]
                 continue
+            mean = anchor["tcp_sockets_per_node"] / ours["tcp_sockets_per_node"]
             sockets = anchor["tcp_sockets_per_node_at_end"] / ours["tcp_sockets_per_node_at_end"]
             connections = (
                 anchor["connections_per_node_kernel"] / ours["connections_per_node_kernel"]
             )
-            cells += [f"{sockets:.1f}x", f"{connections:.1f}x"]
+            cells += [f"{mean:.1f}x", f"{sockets:.1f}x", f"{connections:.1f}x"]
         lines.append(f"| {interval:g} s | " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 

@@ -47,8 +47,22 @@ def test_figures_a_node_does_not_count_read_not_available() -> None:
     assert "| 40 MiB | 2 |" in rows["ours-watch"]
 
 
+def test_the_founder_is_shown_apart_where_the_run_measured_it() -> None:
+    ours = _stalled("ours-watch", sockets=8, connections=4, own_counts=True)
+    ours["summary"].update(
+        tcp_sockets_founder=34, tcp_sockets_per_non_founder=6.2, tcp_sockets_per_non_founder_max=9
+    )
+    older = _stalled("anchor", sockets=340, connections=1700, own_counts=True)
+    rows = {
+        line.split(" | ")[1]: line
+        for line in stalled_table({"runs": [ours, older]}).splitlines()[2:]
+    }
+    assert "| 8 / 8 | 34 / 6.2 (max 9) |" in rows["ours-watch"]
+    assert "| 340 / 340 | n/a |" in rows["anchor"]
+
+
 def test_the_ratio_table_has_each_anchor_over_ours() -> None:
     header, _, row = ratio_table(DOCUMENT).splitlines()
     assert "anchor sockets at end / ours-watch" in header
     assert "pekko sockets at end / ours-watch" in header
-    assert row == "| 1 s | 10.0x | 100.0x | 2.0x | 2.0x |"
+    assert row == "| 1 s | 10.0x | 10.0x | 100.0x | 2.0x | 2.0x | 2.0x |"
