@@ -8,15 +8,13 @@ connection per peer per probe interval), or the comparison would prove nothing.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bootstrap.core import Settings
+from tests.helpers.benchmark_scripts import run_benchmark
 from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,21 +31,17 @@ TOPOLOGY_CONNECTIONS = (PEERS + (UP - 1) * FANOUT) / UP
 @pytest.fixture(scope="module")
 def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("churn")
-    command = [
-        sys.executable,
-        "benchmarks/churn.py",
+    loaded = run_benchmark(
+        "churn.py",
         "--quick",
         "--isolation=loopback",
         "--strategies=ours-watch,ours-poll,ours-mesh,anchor",
         f"--duration={STALL}",
         f"--port={free_port()}",
-        f"--output={output}",
-    ]
-    completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
+        output=output,
+        document="churn.json",
+        timeout=400,
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    loaded: dict[str, Any] = json.loads((output / "churn.json").read_text())
     loaded["output"] = output
     return loaded
 

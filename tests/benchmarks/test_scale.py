@@ -12,15 +12,13 @@ Counts only, from the JSON it writes (the timings are the benchmark's, not the t
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bootstrap.core import Settings
+from tests.helpers.benchmark_scripts import run_benchmark
 from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,21 +31,17 @@ FANOUT: int = _DEFAULT_FANOUT
 @pytest.fixture(scope="module")
 def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("scale")
-    command = [
-        sys.executable,
-        "benchmarks/scale.py",
+    loaded = run_benchmark(
+        "scale.py",
         f"--sim-nodes={SIM_NODES}",
         f"--mesh-max={SIM_NODES}",
         f"--in-process-nodes={IN_PROCESS_NODES}@1",
         f"--process-nodes={PROCESS_NODES}",
         f"--port={free_port()}",
-        f"--output={output}",
-    ]
-    completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        output=output,
+        document="scale.json",
+        timeout=600,
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    loaded: dict[str, Any] = json.loads((output / "scale.json").read_text())
     assert (output / "scale.png").stat().st_size > 0
     return loaded
 

@@ -9,9 +9,6 @@ every attempt. (That the anchor's rule splits on it is shown by
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from benchmarks.split_brain_real import (
     promise_splits,
     summarise,
 )
+from tests.helpers.benchmark_scripts import run_benchmark
 from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,22 +112,17 @@ def test_two_self_joins_are_two_clusters_and_break_the_promise() -> None:
 @pytest.fixture(scope="module")
 def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("split_brain_real")
-    command = [
-        sys.executable,
-        "benchmarks/split_brain_real.py",
+    return run_benchmark(
+        "split_brain_real.py",
         "--isolation=loopback",
         "--rules=promise,lowest-address",
         "--schedules=late-lowest",
         "--attempts=3",
         f"--port={free_port()}",
-        f"--output={output}",
-    ]
-    completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        output=output,
+        document="split_brain_real.json",
+        timeout=300,
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    loaded: dict[str, Any] = json.loads((output / "split_brain_real.json").read_text())
-    return loaded
 
 
 def test_reduced_run_promise_forms_one_cluster_every_time(document: dict[str, Any]) -> None:

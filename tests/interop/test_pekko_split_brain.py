@@ -14,11 +14,9 @@ comparison would prove nothing.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.helpers.benchmark_scripts import run_benchmark
 from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,21 +26,17 @@ ATTEMPTS = 5
 def test_pekko_nodes_decide_on_the_late_lowest_schedule_and_split(
     pekko_jar: Path, tmp_path: Path
 ) -> None:
-    command = [
-        sys.executable,
-        "benchmarks/split_brain_real.py",
+    document = run_benchmark(
+        "split_brain_real.py",
         "--isolation=loopback",
         "--rules=pekko",
         "--schedules=late-lowest",
         f"--attempts={ATTEMPTS}",
         f"--port={free_port()}",
-        f"--output={tmp_path}",
-    ]
-    completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        output=tmp_path,
+        document="split_brain_real.json",
+        timeout=600,
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    document = json.loads((tmp_path / "split_brain_real.json").read_text())
     runs = document["runs"]
     assert len(runs) == ATTEMPTS
     for run in runs:
