@@ -11,15 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: benchmark hosts and CI have no display
-
 import matplotlib.pyplot as plt
 
-DPI = 110
-TOPOLOGY_COLOURS = {"full mesh": "tab:olive"}
-DEFAULT_COLOUR = "tab:green"
+# (benchmarks.charts also selects the Agg backend, before pyplot is first used.)
+from benchmarks.charts import DPI, STRATEGY_COLOURS
+
+# The colours the churn charts give the same topologies (ours-mesh, ours-watch).
+TOPOLOGY_COLOURS = {"full mesh": STRATEGY_COLOURS["ours-mesh"]}
+DEFAULT_COLOUR = STRATEGY_COLOURS["ours-watch"]
 
 
 def _series(
