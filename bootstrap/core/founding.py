@@ -84,8 +84,9 @@ class Candidacy:
     #: How many promises the round needs to form.
     needed: int
     promised: set[ContactPoint] = attrs.field(factory=set)
-    #: The peers a proposal of this round was sent to (the rest get one as soon as they answer).
-    proposed: set[ContactPoint] = attrs.field(factory=set)
+    #: The peers a proposal of this round was sent to, with when it was last sent (the rest get
+    #: one as soon as they answer).
+    proposed: dict[ContactPoint, float] = attrs.field(factory=dict)
     #: ``asked`` in the canonical order, lowest first.
     asked_in_order: tuple[ContactPoint, ...] = attrs.field(init=False)
 

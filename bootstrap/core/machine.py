@@ -127,7 +127,6 @@ class _Peer:
         "last_failure",
         "next_probe_at",
         "outstanding",
-        "probed",
     )
 
     def __init__(self, contact_point: ContactPoint, now: float) -> None:
@@ -136,8 +135,6 @@ class _Peer:
         self.last_failure: str | None = None
         self.outstanding = False
         self.next_probe_at = now
-        #: In the probe set (DESIGN section 9): probed, and its answers count.
-        self.probed = False
 
     @property
     def healthy(self) -> bool:
@@ -201,15 +198,15 @@ class BootstrapMachine:
         # Contact points. ``_discovered`` is sorted and includes self when discovery returns it.
         self._discovered: tuple[ContactPoint, ...] = ()
         self._last_raw_discovery: tuple[ContactPoint, ...] | None = None
-        # The probed peers (see _Peer): every key is discovered and in _probed, and back.
+        # The probe set (DESIGN section 9; see _Peer): the discovered peers this node probes,
+        # whose answers count. The one probed peer outside it is _undiscovered_promisee.
         self._peers: dict[ContactPoint, _Peer] = {}
         self._answers = AnswerBook()
         self._self_discovered = False
         self._stable_at = math.inf
 
-        # Topology (DESIGN section 9): the peers this node probes, and the highest contact point
-        # whose health (failing or not) can change that set; None while none can.
-        self._probed: set[ContactPoint] = set()
+        # Topology (DESIGN section 9): the highest contact point whose health (failing or not)
+        # can change the probe set; None while none can.
         self._probe_set_dirty = False
         self._frontier: ContactPoint | None = None
         # Every peer below this node is failing, or there is none: it may form (its documents
@@ -267,7 +264,7 @@ class BootstrapMachine:
 
         Kept while decided: they are probed again if the join fails.
         """
-        return frozenset(self._probed)
+        return frozenset(self._peers)
 
     @property
     def founder_waiting(self) -> str | None:
@@ -286,7 +283,7 @@ class BootstrapMachine:
 
     def probes(self, contact_point: ContactPoint) -> bool:
         """Is ``contact_point`` in :attr:`probed_contact_points` (without copying the set)?"""
-        return contact_point in self._probed
+        return contact_point in self._peers
 
     @property
     def advertisement(self) -> Advertisement:
@@ -469,7 +466,7 @@ class BootstrapMachine:
                 and (not peer.outstanding and peer.next_probe_at == when)
             )
         if kind == "probe":
-            return peer.probed and not peer.outstanding and peer.next_probe_at == when
+            return not peer.outstanding and peer.next_probe_at == when
         answer = self._answers.get(peer.contact_point)
         return (
             answer is not None
@@ -614,7 +611,7 @@ class BootstrapMachine:
     def _update_probe_set(self) -> None:
         self._probe_set_dirty = False
         wanted = self._wanted_peers()
-        probed = self._probed
+        probed = self._peers
         if wanted is not None:
             for contact_point in sorted((cp for cp in probed if cp not in wanted), key=sort_key):
                 self._stop_probing(self._peers[contact_point])
@@ -638,8 +635,6 @@ class BootstrapMachine:
         else:
             peer = _Peer(contact_point, self._now)
         self._peers[contact_point] = peer
-        peer.probed = True
-        self._probed.add(contact_point)
         self._dirty = True
         if not peer.outstanding:
             # At once, but never before probing resumes after a JoinFailed.
@@ -648,11 +643,10 @@ class BootstrapMachine:
     def _stop_probing(self, peer: _Peer) -> None:
         """``peer`` left the probe set: close its connection; its answer no longer counts."""
         contact_point = peer.contact_point
-        self._probed.discard(contact_point)
         # Forgotten (its timers die with it): what we knew of its health is stale by the time
         # it is probed again.
         del self._peers[contact_point]
-        peer.probed = peer.outstanding = False
+        peer.outstanding = False
         self._answers.invalidate(contact_point, self._now)
         self._dirty = True
         self._actions.append(StopProbing(contact_point))
@@ -726,8 +720,6 @@ class BootstrapMachine:
         peer = self._peers.pop(contact_point, None)
         if peer is None:
             return
-        self._probed.discard(contact_point)
-        peer.probed = False
         promise = self._promise
         if promise is not None and promise.to == contact_point:
             # Only an answer from the candidate we promised releases the promise: keep asking
@@ -767,9 +759,8 @@ class BootstrapMachine:
         if peer is None:
             peer = self._undiscovered_promisee
             if peer is None or peer.contact_point != event.contact_point:
-                return  # not (or no longer) discovered: nothing to learn
-        elif not peer.probed:
-            return  # left the probe set (StopProbing): its answers no longer count
+                # Not discovered, or not probed (StopProbing): its answers do not count.
+                return
         settings, now = self._settings, self._now
         peer.outstanding = False
         if not peer.healthy:
@@ -786,9 +777,7 @@ class BootstrapMachine:
             # whose seed nodes include itself, so nobody mistakes it for "free" (DESIGN 8.5).
             listed = (*listed, event.self_node)
         seed_nodes = tuple(node for node in listed if node != self._self_node)
-        # Our round needs this peer's promise, and this answers a probe sent before the round
-        # asked it: propose at once, not a probe period later.
-        propose_now = self._candidacy_waits_on(peer) and not self._proposal_sent_to(peer)
+        propose_now = self._candidacy_waits_on(peer) and self._proposal_due(peer, event)
         self._on_promisee_answer(event, seed_nodes)
         self._schedule_probe(
             peer,
@@ -820,9 +809,7 @@ class BootstrapMachine:
         if peer is None:
             peer = self._undiscovered_promisee
             if peer is not None and peer.contact_point != event.contact_point:
-                peer = None
-        elif not peer.probed:
-            return  # left the probe set (StopProbing): a late failure says nothing
+                peer = None  # (not probed: a late failure says nothing)
         if peer is None or self._decision is not None:
             return
         settings = self._settings
@@ -911,6 +898,30 @@ class BootstrapMachine:
         candidacy = self._candidacy
         return candidacy is not None and peer.contact_point in candidacy.proposed
 
+    def _proposal_due(self, peer: _Peer, event: ProbeSucceeded) -> bool:
+        """Should this answer from a peer our round waits on be followed by a proposal now?
+
+        Yes when the round has not proposed to it yet: the answer is to a probe sent before the
+        round asked it. Yes too when the proposal went out ``probe_timeout`` ago or more and
+        this answer still shows no promise of our round: a peer answers a proposal at once, so
+        the proposal (or the answer carrying the promise) was lost. Without this, a watched peer
+        would never hear it again: its pushes keep its answer fresh, every push postpones its
+        probe, and the round would wait forever (found by the formation property: fanout 1,
+        20 % loss, a 26 s probe interval).
+        """
+        candidacy = self._candidacy
+        assert candidacy is not None  # the caller checked that the round waits on the peer
+        sent_at = candidacy.proposed.get(peer.contact_point)
+        if sent_at is None:
+            return True
+        return (
+            event.round is not None  # it speaks founding rounds: it can promise
+            and not promised_to_us(
+                event, self_contact_point=self._self_contact_point, round=candidacy.round
+            )
+            and self._now >= sent_at + self._settings.probe_timeout
+        )
+
     def _candidacy_waits_on(self, peer: _Peer) -> bool:
         """Does our open round still need ``peer``'s promise?"""
         candidacy = self._candidacy
@@ -927,7 +938,7 @@ class BootstrapMachine:
             return None
         candidacy = self._candidacy
         assert candidacy is not None
-        candidacy.proposed.add(peer.contact_point)
+        candidacy.proposed[peer.contact_point] = self._now
         return candidacy.round
 
     def _on_proposal(self, proposer: ContactPoint, round: int) -> None:
@@ -1002,10 +1013,10 @@ class BootstrapMachine:
         # Only probed peers: under contact_with_all_contact_points a candidate is the lowest
         # discovered node that answers, and that one probes every peer (_wanted_peers).
         if settings.contact_with_all_contact_points:
-            asked = frozenset(self._probed)
+            asked = frozenset(self._peers)
             needed = len(asked)
         else:
-            asked = frozenset(cp for cp in self._probed if self._answers.is_fresh(cp))
+            asked = frozenset(cp for cp in self._peers if self._answers.is_fresh(cp))
             needed = settings.required_contact_points - 1
         self._candidacy = Candidacy(round=self._round, asked=asked, needed=needed)
         for contact_point in self._candidacy.asked_in_order:
@@ -1051,7 +1062,7 @@ class BootstrapMachine:
         # Only probed peers hold answers (_stop_probing voids the others'), so these count
         # the contact points the rules read: every discovered one for the would-be founder.
         fresh_count = answers.fresh_count + self_discovered
-        probed_count = len(self._probed) + self_discovered
+        probed_count = len(self._peers) + self_discovered
         discovered = self._discovered
 
         def fresh(contact_point: ContactPoint) -> bool:
@@ -1064,7 +1075,7 @@ class BootstrapMachine:
         lowest_fresh = next((cp for cp in discovered if fresh(cp)), None)
         first_missing = None
         if fresh_count < probed_count:
-            probed = self._probed
+            probed = self._peers
             missing = next(cp for cp in discovered if cp in probed and not fresh(cp))
             answer = answers.get(missing)
             first_missing = MissingAnswer(
@@ -1141,7 +1152,7 @@ class BootstrapMachine:
         self._fresh_at_decision = view.fresh_count
         self._actions.append(verdict)
         # Decided: close every probe connection once. The management server keeps serving.
-        for contact_point in sorted(self._probed, key=sort_key):
+        for contact_point in sorted(self._peers, key=sort_key):
             self._peers[contact_point].outstanding = False
             self._actions.append(StopProbing(contact_point))
 

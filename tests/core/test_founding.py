@@ -246,6 +246,31 @@ def test_a_stale_answer_that_keeps_its_promise_does_not_withdraw_the_round() -> 
     assert h.machine.advertisement.round == 1
 
 
+def test_a_lost_proposal_is_repeated_while_a_watched_peer_shows_no_promise() -> None:
+    """A watched peer's pushes keep its answer fresh, so its probe never falls due: a proposal
+    lost on the way must be repeated from those pushes, once per probe timeout at most.
+
+    Found by the formation property (fanout 1, 20 % loss): before, each push postponed the
+    probe a period, the proposal was never sent again, and round 1 waited forever.
+    """
+    settings = Settings(stable_margin=1.0, probe_jitter=0.0, probe_interval=5.0, probe_timeout=1.0)
+    h = Harness(settings)
+    h.start()
+    h.discover(*THREE, at=0.0)
+    h.answer(cp(2), at=0.0)
+    h.answer(cp(3), at=0.0)
+    actions = h.advance_to(1.0)
+    assert proposals(actions) == [Probe(cp(2), round=1), Probe(cp(3), round=1)]
+    h.feed(document(2, promise=Promise(cp(1), 1)), at=1.01)  # cp(2) promised
+    # cp(3)'s proposal was lost; it pushes its document (no promise) as a watched peer does.
+    assert proposals(h.feed(document(3), at=1.5)) == []  # may have crossed the proposal
+    assert proposals(h.feed(document(3), at=2.0)) == [Probe(cp(3), round=1)]
+    assert proposals(h.feed(document(3), at=2.5)) == []  # the repeat is not answered yet
+    assert proposals(h.feed(document(3), at=3.0)) == [Probe(cp(3), round=1)]
+    h.feed(document(3, promise=Promise(cp(1), 1)), at=3.01)
+    assert h.machine.decision == JoinSelf()
+
+
 def test_a_lower_candidates_proposal_makes_the_candidate_promise_it_and_withdraw() -> None:
     """Two candidates (inconsistent views): the higher promises the lower and withdraws."""
     h = Harness(Settings(stable_margin=1.0), me=cp(2), self_node=node(2))

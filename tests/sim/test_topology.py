@@ -14,7 +14,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from bootstrap.core.settings import Settings
-from bootstrap.sim import Latency, Scenario, run_simulation
+from bootstrap.sim import Latency, Scenario, formation_bound, run_simulation
 
 FANOUTS = st.sampled_from([1, 2, 3, None])
 
@@ -126,3 +126,34 @@ def test_the_fanout_cuts_connections_and_messages_at_fifty_nodes() -> None:
     assert fanout_connections == (nodes - 1) + 3 * (nodes - 1)
     # Messages follow connections: each watch pushes one document per probe period.
     assert fanout_messages * 8 < mesh_messages
+
+
+def test_a_lost_proposal_to_a_watched_peer_does_not_stall_the_round() -> None:
+    """The formation property's counterexample, kept: 25 nodes, fanout 1, 20 % loss, a 26 s
+    probe interval with jitter 0.9, watches. The founder's proposal to one peer was lost, and
+    that peer's pushes kept postponing the probe that would have repeated it: round 1 waited
+    for ever (no cluster in 10,000 s). The proposal is now repeated from the pushes."""
+    interval = 25.790339917193062
+    scenario = Scenario(
+        nodes=25,
+        settings=Settings(
+            required_contact_points=2,
+            stable_margin=2.0,
+            probe_interval=interval,
+            probe_jitter=0.9,
+            probe_backoff_max=interval,
+            probe_fanout=1,
+        ),
+        transport="watch",
+        seed=0,
+        start_spread=3.0,
+        latency=Latency(low=0.019334431971547435, high=0.019334431971547435, mean_extra=1e-06),
+        loss=0.203125,
+        lookup_latency=Latency(low=0.001, high=0.05, mean_extra=0.002),
+    )
+    report = run_simulation(scenario)
+    assert report.violations == ()
+    assert report.end_reason == "all-joined"
+    assert report.clusters_formed == 1
+    assert report.all_joined_time is not None
+    assert report.all_joined_time <= formation_bound(scenario)
