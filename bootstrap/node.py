@@ -238,7 +238,7 @@ class Node:
             service_name=service_name,
             document=self.document,
             status=self.status_json,
-            ready=lambda: self.joined,
+            ready=self._ready,
             on_contacted=lambda peer: self._report(ContactedBy(peer)),
             on_proposal=lambda peer, round: self._report(ContactedBy(peer, proposal_round=round)),
         )
@@ -273,6 +273,11 @@ class Node:
         decision = self.machine.decision
         assert decision is not None  # set together with the event
         return decision
+
+    def _ready(self) -> bool:
+        # A membership may report that its member failed after joining (a CommandMembership
+        # whose command exited with an error): the node stays joined, but is no longer ready.
+        return self.joined and getattr(self._membership, "failure", None) is None
 
     async def wait_joined(self) -> None:
         """Wait until the membership join has completed."""

@@ -2,7 +2,9 @@
 
 It binds and advertises its management endpoint, discovers its peers, forms or joins the
 cluster, logs the decision, keeps serving, and (with ``--on-decided``) runs a command with the
-decision in its environment, so a service in another language can use it as a sidecar.
+decision in its environment, so a service in another language can use it as a sidecar. With
+``--join-command`` the command carries out the join itself (:mod:`bootstrap.join_command`): the
+node counts as joined once the command is ready, and a command that fails makes it retry.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import os
 import shlex
 import signal
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 
 import trio
 
 from ..core import ContactPoint, Decision, JoinSeedNodes, Settings, UsageError
 from ..discovery import Discovery
+from ..join_command import CommandMembership, open_command_membership
 from ..logs import configure_logging
 from ..node import Node, open_node
 from .discovery import add_discovery_arguments, discovery_from_args
@@ -60,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="COMMAND",
         help="run COMMAND after joining, with BOOTSTRAP_DECISION and BOOTSTRAP_SEED_NODES set",
     )
+    parser.add_argument(
+        "--join-command",
+        metavar="COMMAND",
+        help="carry out the decision with COMMAND: joined once it writes READY to "
+        "$BOOTSTRAP_READY_FD or exits 0; an error exit before that retries",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO")
     add_discovery_arguments(parser)
@@ -85,16 +94,20 @@ def run(args: argparse.Namespace) -> int:
     discovery = discovery_from_args(parser, args, settings)
     configure_logging(level=args.log_level, json_format=args.log_format == "json")
     security = security_from_args(parser, args)  # after logging: it may warn
+    self_node = args.node_address or f"http://{contact_point}"
+    join_command = _command_words(parser, "--join-command", args.join_command)
 
     async def main() -> None:
         with _receive_stop_signals() as signals:
             async with (
                 _closing(discovery),
+                _join_membership(join_command, self_node) as membership,
                 open_node(
                     settings=settings,
                     contact_point=contact_point,
                     discovery=discovery,
-                    self_node=args.node_address,
+                    self_node=self_node,
+                    membership=membership,
                     service_name=args.service_name,
                     transport=args.transport,
                     security=security,
@@ -107,10 +120,33 @@ def run(args: argparse.Namespace) -> int:
                     nursery.cancel_scope.cancel()
                     break
             # Leaving the blocks above is the shutdown, bounded: a running --on-decided command
-            # gets SIGTERM (SIGKILL 5 s later), then the node stops gracefully (Node.stop).
+            # gets SIGTERM (SIGKILL 5 s later), then the node stops gracefully (Node.stop), then
+            # the --join-command's process gets SIGTERM (SIGKILL 5 s later): the service it runs
+            # outlives the node's last answers, so no peer is sent to a service already gone.
 
     trio.run(main)
     return 0
+
+
+def _command_words(parser: argparse.ArgumentParser, flag: str, command: str | None) -> list[str]:
+    if command is None:
+        return []
+    try:
+        words = shlex.split(command)
+    except ValueError as error:
+        parser.error(f"argument {flag}: {error}: {command!r}")
+    if not words:
+        parser.error(f"argument {flag}: the command is empty")
+    return words
+
+
+def _join_membership(
+    command: list[str], self_node: str
+) -> AbstractAsyncContextManager[CommandMembership | None]:
+    # Without --join-command the node's own LocalMembership joins (open_node's default).
+    if not command:
+        return nullcontext(None)
+    return open_command_membership(command, self_node=self_node, kill_delay=_COMMAND_KILL_DELAY)
 
 
 @contextmanager
