@@ -4,8 +4,9 @@ A service in another language joins its own cluster (``etcd``, a replica set...)
 the node only decides *whether* to form or to join, and *whom* to join. This membership hands the
 decision to a command and counts the join as done only when the command says so:
 
-* The command starts at the decision, with ``BOOTSTRAP_DECISION``, ``BOOTSTRAP_SEED_NODES`` and
-  ``BOOTSTRAP_READY_FD`` in its environment.
+* The command starts at the decision, with ``BOOTSTRAP_DECISION``, ``BOOTSTRAP_SEED_NODES``,
+  ``BOOTSTRAP_SELF_NODE`` (this node's ``selfNode``: the hook derives its own addresses from it,
+  as it derives the seeds' from theirs) and ``BOOTSTRAP_READY_FD`` in its environment.
 * It is **ready** once it writes the line ``READY`` to the file descriptor
   ``$BOOTSTRAP_READY_FD`` (a command that keeps running: the service itself, or its supervisor),
   or once it exits with status 0 (a command that does its work and ends). Only then does the node
@@ -41,6 +42,7 @@ from .membership import LocalMembership
 __all__ = [
     "READY_FD_VARIABLE",
     "READY_LINE",
+    "SELF_NODE_VARIABLE",
     "CommandMembership",
     "JoinCommandFailed",
     "open_command_membership",
@@ -50,6 +52,8 @@ logger = logging.getLogger("bootstrap.join_command")
 
 #: The environment variable that names the descriptor the command writes ``READY`` to.
 READY_FD_VARIABLE = "BOOTSTRAP_READY_FD"
+#: The environment variable that holds this node's ``selfNode``.
+SELF_NODE_VARIABLE = "BOOTSTRAP_SELF_NODE"
 #: The line (without its newline) that says the command is ready.
 READY_LINE = b"READY"
 # Lines written to the readiness pipe are read up to this length; longer ones are not READY.
@@ -85,8 +89,8 @@ class CommandMembership:
     """Joins by running ``command`` (split into words already); see the module's docstring.
 
     Make it with :func:`open_command_membership`, which owns the command's process. ``environment``
-    is added to this process's environment for the command (``decision_environment`` adds the
-    decision's variables at each run).
+    is added to this process's environment for the command, then ``BOOTSTRAP_SELF_NODE`` and, at
+    each run, the decision's variables.
     """
 
     def __init__(
@@ -103,7 +107,7 @@ class CommandMembership:
         self._command = list(command)
         self._local = LocalMembership(self_node)
         self._nursery = nursery
-        self._environment = dict(environment or {})
+        self._environment = {**(environment or {}), SELF_NODE_VARIABLE: self_node}
         self._kill_delay = kill_delay
         self._run: _Run | None = None
         self.runs = 0  # how many times the command was started

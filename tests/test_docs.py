@@ -20,6 +20,7 @@ from bootstrap.cli import build_parser
 from bootstrap.commands.node import decision_environment
 from bootstrap.commands.options import env_name
 from bootstrap.core import wire
+from bootstrap.join_command import READY_FD_VARIABLE, SELF_NODE_VARIABLE
 from bootstrap.security import SECRET_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,13 +169,15 @@ def test_every_node_flag_has_its_variable_in_the_node_page() -> None:
 
 
 def test_node_page_names_only_real_variables() -> None:
-    """Each BOOTSTRAP_ variable in docs/node.md is a node flag's, the secret's or --on-decided's."""
+    """Each BOOTSTRAP_ variable in docs/node.md is a node flag's, the secret's or a command's."""
     _, subparsers = build_parser()
     real = {env_name(flag) for flag in _long_flags(subparsers["node"])}
     for decision in (JoinSelf(), JoinSeedNodes(("http://10.0.0.1:8558",))):
         real.update(decision_environment(decision))
     # The one variable no flag reads: the secret itself, never a flag value (it would show in ps).
     real.add(SECRET_VARIABLE)
+    # The two a --join-command also sees besides the decision's.
+    real.update({READY_FD_VARIABLE, SELF_NODE_VARIABLE})
     mentioned = set(_BOOTSTRAP_VARIABLE.findall(NODE_DOC.read_text(encoding="utf-8")))
     assert mentioned
     assert sorted(mentioned - real) == [], "docs/node.md names variables no flag reads"

@@ -34,7 +34,7 @@ def test_ready_on_the_descriptor_joins_while_the_command_keeps_running(tmp_path:
     SIGTERM when the membership closes; it saw the decision and the seed nodes."""
     seen, stopped = tmp_path / "seen", tmp_path / "stopped"
     script = (
-        f'echo "$BOOTSTRAP_DECISION $BOOTSTRAP_SEED_NODES" > {seen}; '
+        f'echo "$BOOTSTRAP_DECISION $BOOTSTRAP_SEED_NODES $BOOTSTRAP_SELF_NODE" > {seen}; '
         f"trap 'echo TERM > {stopped}; exit 0' TERM; "
         f'echo READY > "/dev/fd/${READY_FD_VARIABLE}"; while :; do sleep 0.05; done'
     )
@@ -53,6 +53,7 @@ def test_ready_on_the_descriptor_joins_while_the_command_keeps_running(tmp_path:
     assert seen.read_text().split() == [
         "join-seed-nodes",
         "etcd://10.0.0.2:2379,2380,etcd://10.0.0.3:2379,2380",
+        SELF,
     ]
     assert stopped.read_text().strip() == "TERM"
 
