@@ -17,7 +17,10 @@ decision to a command and counts the join as done only when the command says so:
 * A command that was ready and later exits with an error leaves the node joined but
   :attr:`~CommandMembership.failure` says why: the node withdraws its seed nodes (newcomers must
   not be sent to a service that is gone) and ``/ready`` answers 503, so the orchestrator sees it.
-* When the node stops, a running command gets SIGTERM, and SIGKILL ``kill_delay`` seconds later.
+* When the node stops, a running command gets SIGTERM; if it is still running ``kill_delay``
+  seconds later, its whole process group gets SIGKILL. The command runs in a session (and so a
+  process group) of its own for that: a service it started cannot outlive it as an orphan that
+  still holds the service's ports, nor be hit by a Ctrl-C meant for the node.
 
 A pipe rather than a file or a port for readiness: it needs no path or port to agree on, works
 from any language (``echo READY > "/dev/fd/$BOOTSTRAP_READY_FD"`` in any shell; ``dash`` cannot
@@ -27,6 +30,7 @@ a crash can never look like readiness.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -165,7 +169,7 @@ class CommandMembership:
             env = {**os.environ, **environment, READY_FD_VARIABLE: str(write_fd)}
             try:
                 process = await trio.lowlevel.open_process(
-                    self._command, env=env, pass_fds=(write_fd,)
+                    self._command, env=env, pass_fds=(write_fd,), start_new_session=True
                 )
             except OSError as error:
                 os.close(read_fd)
@@ -216,7 +220,8 @@ async def _read_ready(read_fd: int, run: _Run) -> None:
 
 
 async def _stop(process: trio.Process, kill_delay: float) -> None:
-    """SIGTERM once, SIGKILL ``kill_delay`` seconds later if it still runs; wait for the exit."""
+    """SIGTERM once; SIGKILL to its process group ``kill_delay`` seconds later if it still runs;
+    wait for the exit."""
     if process.returncode is not None:
         return
     logger.info("stopping: sending SIGTERM to the join command (pid %d)", process.pid)
@@ -224,8 +229,13 @@ async def _stop(process: trio.Process, kill_delay: float) -> None:
     with trio.move_on_after(kill_delay):
         await process.wait()
         return
-    logger.warning("the join command ignored SIGTERM for %.0f s: sending SIGKILL", kill_delay)
-    process.kill()
+    logger.warning(
+        "the join command did not exit %g s after SIGTERM: sending SIGKILL to its process group",
+        kill_delay,
+    )
+    # Its process group is its pid (a session of its own): what it started dies with it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
     await process.wait()
 
 

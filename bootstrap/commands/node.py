@@ -34,6 +34,9 @@ logger = logging.getLogger("bootstrap.cli")
 
 # A running --on-decided command gets SIGTERM when the node stops, and SIGKILL this much later.
 _COMMAND_KILL_DELAY = 5.0
+# A join command's service may need longer: etcd, stopped as a leader, first hands leadership
+# over, for up to about 7 s when its peers are stopping too.
+_JOIN_COMMAND_GRACE = 15.0
 
 
 def _contact_point(text: str) -> ContactPoint:
@@ -69,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="carry out the decision with COMMAND: joined once it writes READY to "
         "$BOOTSTRAP_READY_FD or exits 0; an error exit before that retries",
     )
+    parser.add_argument(
+        "--join-command-grace",
+        metavar="S",
+        type=_grace_seconds,
+        default=_JOIN_COMMAND_GRACE,
+        help="on stop, seconds the join command has after SIGTERM before SIGKILL "
+        f"(default {_JOIN_COMMAND_GRACE:g})",
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO")
     add_discovery_arguments(parser)
@@ -96,12 +107,13 @@ def run(args: argparse.Namespace) -> int:
     security = security_from_args(parser, args)  # after logging: it may warn
     self_node = args.node_address or f"http://{contact_point}"
     join_command = _command_words(parser, "--join-command", args.join_command)
+    grace: float = args.join_command_grace
 
     async def main() -> None:
         with _receive_stop_signals() as signals:
             async with (
                 _closing(discovery),
-                _join_membership(join_command, self_node) as membership,
+                _join_membership(join_command, self_node, grace) as membership,
                 open_node(
                     settings=settings,
                     contact_point=contact_point,
@@ -121,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
                     break
             # Leaving the blocks above is the shutdown, bounded: a running --on-decided command
             # gets SIGTERM (SIGKILL 5 s later), then the node stops gracefully (Node.stop), then
-            # the --join-command's process gets SIGTERM (SIGKILL 5 s later): the service it runs
+            # the --join-command's process gets SIGTERM (its process group SIGKILL
+            # --join-command-grace seconds later): the service it runs
             # outlives the node's last answers, so no peer is sent to a service already gone.
 
     trio.run(main)
@@ -140,13 +153,23 @@ def _command_words(parser: argparse.ArgumentParser, flag: str, command: str | No
     return words
 
 
+def _grace_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
 def _join_membership(
-    command: list[str], self_node: str
+    command: list[str], self_node: str, grace: float
 ) -> AbstractAsyncContextManager[CommandMembership | None]:
     # Without --join-command the node's own LocalMembership joins (open_node's default).
     if not command:
         return nullcontext(None)
-    return open_command_membership(command, self_node=self_node, kill_delay=_COMMAND_KILL_DELAY)
+    return open_command_membership(command, self_node=self_node, kill_delay=grace)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ or suffered (files it wrote, signals it got). Every test is bounded by ``run``'s
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
@@ -133,10 +132,24 @@ def test_a_command_killed_by_a_signal_is_described_so() -> None:
     assert describe_exit(2) == "status 2"
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: a killed process nobody has reaped yet (a zombie) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 def test_a_command_that_ignores_sigterm_is_killed_after_the_delay(tmp_path: Path) -> None:
-    """Leaving the block while the command has not become ready: SIGTERM, then SIGKILL."""
-    started = tmp_path / "started"
-    script = f"trap '' TERM; echo $$ > {started}; while :; do sleep 0.05; done"
+    """Leaving the block while the command has not become ready: SIGTERM, then SIGKILL, to
+    the command and to what it started (its service, which ignores SIGTERM too)."""
+    started, child = tmp_path / "started", tmp_path / "child"
+    service = f"trap '' TERM; echo $$ > {child}; while :; do sleep 0.05; done"
+    script = (
+        f"trap '' TERM; sh -c {shlex.quote(service)} & "
+        f"echo $$ > {started}; while :; do sleep 0.05; done"
+    )
 
     async def main() -> None:
         async with (
@@ -145,12 +158,12 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_delay(tmp_path: Path
         ):
             nursery.start_soon(membership.join_self)
             await wait_for_file(started)
+            await wait_for_file(child)
             nursery.cancel_scope.cancel()
 
     run(main)
-    pid = int(started.read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    pids = [int(started.read_text()), int(child.read_text())]
+    assert [_running(pid) for pid in pids] == [False, False]
 
 
 def test_only_the_ready_descriptor_is_passed_on(tmp_path: Path) -> None:
