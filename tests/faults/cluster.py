@@ -237,6 +237,12 @@ class FaultCluster:
     tmp_path: Path
     count: int
     node_args: Sequence[str] = FAST
+    #: Every node's selfNode (``--node-address``), ``{address}`` standing for the node's IP
+    #: address; None: the default, ``http://`` and the contact point.
+    node_address: str | None = None
+    #: Whether a node's join may fail (a ``--join-command``): it then decides again, so a
+    #: decision may change until the node has joined (and never after).
+    joins_may_fail: bool = False
     isolation: NetnsIsolation = field(init=False)
     addresses: list[str] = field(init=False)
     nodes: dict[int, NodeRecord] = field(init=False, default_factory=dict)  # current processes
@@ -256,6 +262,8 @@ class FaultCluster:
         return f"{self.addresses[index]}:{PORT}"
 
     def self_node(self, index: int) -> str:
+        if self.node_address is not None:
+            return self.node_address.format(address=self.addresses[index])
         return f"http://{self.contact_point(index)}"
 
     def index_of(self, self_node: str) -> int | None:
@@ -277,7 +285,9 @@ class FaultCluster:
                 namespace = Namespace(name)
                 self._cleanup.callback(namespace.close)
                 self.namespaces.append(namespace)
-            # Processes stop before their namespaces go (LIFO).
+            # Processes stop before their namespaces go (LIFO): the nodes, then whatever else
+            # still runs in a namespace (what a node's command started, outliving it).
+            self._cleanup.callback(self.kill_leftovers)
             self._cleanup.callback(self.stop_all)
         except BaseException:
             self._cleanup.close()
@@ -329,6 +339,11 @@ class FaultCluster:
                     "node",
                     "--contact-point",
                     self.contact_point(index),
+                    *(
+                        ()
+                        if self.node_address is None
+                        else ("--node-address", self.self_node(index))
+                    ),
                     *self.node_args,
                     *args,
                 ],
@@ -370,6 +385,33 @@ class FaultCluster:
         for record in self.nodes.values():
             _stop(record.process)
             record.log_file.close()
+
+    def kill_namespace(self, index: int) -> list[int]:
+        """kill -9 every process in namespace ``index`` (a machine that dies); their pids.
+
+        Returns once none is running. A node among them counts as killed.
+        """
+        record = self.nodes.get(index)
+        if record is not None and record.process.poll() is None:
+            record.killed = True
+        pids = _namespace_pids(self.isolation.namespaces[index])
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if record is not None and record.killed:
+            record.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"namespace {index}: pids {pids} survived SIGKILL")
+            time.sleep(0.05)
+        return pids
+
+    def kill_leftovers(self) -> None:
+        """kill -9 whatever still runs in any namespace (a namespace outlives its deletion
+        while a process is in it)."""
+        for index in range(self.count):
+            self.kill_namespace(index)
 
     def alive(self, index: int) -> bool:
         return self.nodes[index].process.poll() is None
@@ -417,7 +459,9 @@ class FaultCluster:
             raise violation(f"selfNode is not {self.self_node(index)}")
         decision = status.get("decision")
         if record.decision is not None and decision != record.decision:
-            raise violation(f"decision {record.decision} was replaced by {decision}")
+            if not self.joins_may_fail or record.joined:
+                raise violation(f"decision {record.decision} was replaced by {decision}")
+            record.decision = None  # its join failed: the node decided, or decides, again
         if (status.get("phase") == "decided") != (decision is not None):
             raise violation("phase 'decided' and a decision go together")
         if record.joined and not status.get("joined"):
@@ -779,6 +823,22 @@ def _read_log(record: NodeRecord) -> str:
     if not record.log_file.closed:
         record.log_file.flush()
     return record.log_path.read_text(errors="replace")
+
+
+def _namespace_pids(namespace: str) -> list[int]:
+    listed = subprocess.run(
+        ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
+    )
+    return [int(word) for word in listed.stdout.split()]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (killed, not yet reaped by its parent) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _env() -> dict[str, str]:
