@@ -10,6 +10,9 @@ Run by ``cluster-bootstrap node --join-command`` (see docs/etcd.md), which sets:
   form, comma-separated;
 * ``BOOTSTRAP_READY_FD``: where to write ``READY`` once this member is healthy.
 
+A joining member is added as a learner, started, and promoted to a voting member once it has
+caught up (see :func:`add_learner` for why).
+
 It then stays the parent of etcd: SIGTERM is passed on to etcd, and it exits as etcd does. A
 non-zero exit before ``READY`` tells the node the join failed; the node probes again and runs
 this hook again at its probe pace.
@@ -17,9 +20,9 @@ this hook again at its probe pace.
 Optional settings, from the environment: ``HOOK_DATA_DIR`` (default ``etcd-data/<name>``),
 ``HOOK_ETCD_BIN`` and ``HOOK_ETCDCTL_BIN`` (default ``etcd`` and ``etcdctl`` on the PATH),
 ``HOOK_ADD_TIMEOUT`` (seconds to keep retrying ``member add``, default 120) and
-``HOOK_READY_TIMEOUT`` (seconds for the member to become healthy, default 60). Not ``ETCD_...``:
-etcd reads every ``ETCD_`` variable as one of its flags, and refuses to start when a flag is
-given both ways.
+``HOOK_READY_TIMEOUT`` (seconds for the started member to be promoted and healthy, default
+60). Not ``ETCD_...``: etcd reads every ``ETCD_`` variable as one of its flags, and refuses to
+start when a flag is given both ways.
 
 Only the standard library: the hook must run wherever etcd and etcdctl do.
 """
@@ -36,6 +39,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 ETCD = os.environ.get("HOOK_ETCD_BIN", "etcd")
@@ -75,6 +79,13 @@ def name_for(peer_url: str) -> str:
     return "etcd-" + re.sub(r"[^A-Za-z0-9]+", "-", urlsplit(peer_url).netloc).strip("-")
 
 
+def seed_client_urls(seed_nodes: str) -> str:
+    """The seeds' client URLs, comma-separated, as etcdctl's ``--endpoints`` takes them."""
+    # The list is comma-separated and each selfNode has a comma too: split before "etcd://".
+    nodes = re.split(r",(?=etcd://)", seed_nodes)
+    return ",".join(Member(node).client_url for node in nodes if node)
+
+
 def describe(status: int) -> str:
     return f"killed by signal {-status}" if status < 0 else f"exit status {status}"
 
@@ -88,74 +99,81 @@ def etcdctl(endpoints: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def initial_cluster(members: list[dict[str, object]], me: Member) -> str:
+def read_json(endpoints: str, *args: str) -> Any:
+    """``etcdctl ... -w json``; None if it failed."""
+    result = etcdctl(endpoints, *args, "-w", "json")
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def last_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {result.returncode}, no message"
+
+
+def initial_cluster(members: list[dict[str, Any]]) -> str:
     """``name=peer-url,...`` for every member etcd lists, this one included."""
-    entries = []
-    for member in members:
-        for url in member.get("peerURLs", []):  # type: ignore[union-attr]
-            name = member.get("name") or name_for(str(url))
-            entries.append(f"{name}={url}")
-    if not any(entry.endswith(f"={me.peer_url}") for entry in entries):
-        entries.append(f"{me.name}={me.peer_url}")
-    return ",".join(entries)
+    return ",".join(
+        f"{member.get('name') or name_for(url)}={url}"
+        for member in members
+        for url in member.get("peerURLs", [])
+    )
 
 
-def add_member(me: Member, seeds: list[Member]) -> tuple[list[dict[str, object]], int]:
-    """``member add`` through the seeds' client URLs until it succeeds; the cluster's members
-    then, this one included, and how many times it had to retry.
+class Backoff:
+    """Waits 0.5 s, doubling up to 5 s (with jitter), until ``timeout`` seconds have passed."""
 
-    etcd 3.4 refuses to add a member unless every member has been connected to the leader for
-    the last 5 s and the members started so far would still be a quorum ("unhealthy cluster",
-    "not enough started members"): so members join one at a time, about 5 s apart. A cluster
-    without a leader, or whose first member is still starting, does not answer in time. Each
-    refusal waits and tries again, the wait doubling from 0.5 s up to 5 s, for at most
-    HOOK_ADD_TIMEOUT seconds.
+    def __init__(self, what: str, timeout: float) -> None:
+        self.what, self.timeout = what, timeout
+        self.deadline = time.monotonic() + timeout
+        self.delay, self.retries = 0.5, 0
+
+    def wait(self, error: str) -> None:
+        if time.monotonic() + self.delay > self.deadline:
+            attempts = self.retries + 1
+            fail(f"{self.what} failed {attempts} times in {self.timeout:.0f} s; last: {error}")
+        self.retries += 1
+        say(f"{self.what} refused ({error}); retry {self.retries} in {self.delay:.1f} s")
+        time.sleep(self.delay * random.uniform(0.8, 1.2))
+        self.delay = min(self.delay * 2, 5.0)
+
+
+def add_learner(me: Member, endpoints: str) -> tuple[list[dict[str, Any]], int]:
+    """``member add --learner`` through the seeds until it succeeds; the members then (this one
+    included) and how many times it had to retry.
+
+    A learner first, not a voting member: a learner is no part of the quorum, so adding it can
+    never cost the cluster its quorum, and etcd 3.4 allows one learner at a time ("too many
+    learner members in cluster"), so joiners queue up instead of racing. (Two voting members
+    added at once and starting together can wait for each other for ever, each fetching the
+    other's version before it serves, while the cluster has no quorum without them.) etcd also
+    refuses while a member has not been connected for the last 5 s ("unhealthy cluster"), and
+    a cluster whose first member is still starting does not answer in time: each refusal is
+    retried with backoff, for at most HOOK_ADD_TIMEOUT seconds.
     """
-    endpoints = ",".join(seed.client_url for seed in seeds)
-    deadline = time.monotonic() + ADD_TIMEOUT
-    delay, retries = 0.5, 0
+    backoff = Backoff("member add", ADD_TIMEOUT)
     while True:
-        added = etcdctl(
-            endpoints, "member", "add", me.name, f"--peer-urls={me.peer_url}", "-w", "json"
-        )
+        args = ("member", "add", me.name, "--learner", f"--peer-urls={me.peer_url}", "-w", "json")
+        added = etcdctl(endpoints, *args)
         if added.returncode == 0:
-            return current_members(endpoints, json.loads(added.stdout)["members"]), retries
-        error = added.stderr.strip().splitlines()[-1] if added.stderr.strip() else "no output"
-        if "Peer URLs already exists" in error:
-            # An earlier run of this hook added us and died before etcd started: go on with it.
-            # A member that has started under this URL is another, older one: not ours to take.
-            listed = etcdctl(endpoints, "member", "list", "-w", "json")
-            if listed.returncode == 0:
-                members = json.loads(listed.stdout)["members"]
-                mine = [m for m in members if me.peer_url in m.get("peerURLs", [])]
-                if mine and not mine[0].get("name"):
-                    say(f"{me.peer_url} was added already (not started yet): starting it")
-                    return current_members(endpoints, members), retries
-                if mine:
-                    fail(
-                        f"member {mine[0]['ID']:x} ({mine[0]['name']}) already has {me.peer_url} "
-                        f"and this member has no data directory: remove it first "
-                        f"(etcdctl member remove {mine[0]['ID']:x})"
-                    )
-        if time.monotonic() + delay > deadline:
-            fail(f"member add failed {retries + 1} times in {ADD_TIMEOUT:.0f} s; last: {error}")
-        retries += 1
-        say(f"member add refused ({error}); retry {retries} in {delay:.1f} s")
-        time.sleep(delay * random.uniform(0.8, 1.2))
-        delay = min(delay * 2, 5.0)
-
-
-def current_members(endpoints: str, members: list[dict[str, object]]) -> list[dict[str, object]]:
-    """The members as the cluster has them now (``members`` if it does not answer).
-
-    Another member may have been added since ``members`` was read (etcd allows it once a
-    quorum has started), and etcd refuses to start unless ``--initial-cluster`` lists exactly
-    the cluster's members: so list them again, as late as possible. (Should one still slip in
-    between, etcd exits at once, "member count is unequal", and the next run of the hook finds
-    this member added and goes on.)
-    """
-    listed = etcdctl(endpoints, "member", "list", "-w", "json")
-    return json.loads(listed.stdout)["members"] if listed.returncode == 0 else members
+            return json.loads(added.stdout)["members"], backoff.retries
+        error = last_error(added)
+        # A member with this peer URL exists (etcd says "member ID already exist" when this
+        # is the same peer URL added again within the same second).
+        if "Peer URLs already exists" in error or "member ID already exist" in error:
+            listed = read_json(endpoints, "member", "list") or {"members": []}
+            mine = [m for m in listed["members"] if me.peer_url in m.get("peerURLs", [])]
+            if mine and mine[0].get("isLearner"):
+                # Left by an earlier run of this hook that failed before it was promoted (and
+                # set its data aside): a learner counts for no quorum, so remove it, add anew.
+                say(f"removing learner {mine[0]['ID']:x}, left by an earlier run, to add it anew")
+                etcdctl(endpoints, "member", "remove", f"{mine[0]['ID']:x}")
+            elif mine:
+                fail(
+                    f"member {mine[0]['ID']:x} ({mine[0].get('name', 'not started')}) already "
+                    f"has {me.peer_url} and this member has no data directory: remove it first "
+                    f"(etcdctl member remove {mine[0]['ID']:x})"
+                )
+        backoff.wait(error)
 
 
 def start_etcd(me: Member, data_dir: Path, *cluster_flags: str) -> subprocess.Popen[bytes]:
@@ -173,23 +191,39 @@ def start_etcd(me: Member, data_dir: Path, *cluster_flags: str) -> subprocess.Po
     )
 
 
-def wait_healthy(me: Member, etcd: subprocess.Popen[bytes]) -> bool:
-    """Until this member answers a linearizable read (it has a leader and is caught up)."""
+def wait_ready(me: Member, etcd: subprocess.Popen[bytes], endpoints: str) -> int | None:
+    """Until this member votes and answers a linearizable read; how many times its promotion
+    was refused (None if it never got there: etcd exited, or HOOK_READY_TIMEOUT passed).
+
+    A learner is promoted through ``endpoints`` (the seeds) once it has caught up with the
+    leader; until then etcd refuses ("can only promote a learner member which is in sync").
+    """
     deadline = time.monotonic() + READY_TIMEOUT
+    refused = 0
     while time.monotonic() < deadline:
         if etcd.poll() is not None:
-            return False
-        if etcdctl(me.client_url, "endpoint", "health").returncode == 0:
-            return True
+            return None
+        status = read_json(me.client_url, "endpoint", "status")
+        if status is not None and status[0]["Status"].get("isLearner"):
+            if endpoints:
+                member_id = f"{status[0]['Status']['header']['member_id']:x}"
+                promoted = etcdctl(endpoints, "member", "promote", member_id)
+                if promoted.returncode == 0:
+                    say(f"learner {member_id} promoted to a voting member")
+                else:
+                    refused += 1
+        elif status is not None and etcdctl(me.client_url, "endpoint", "health").returncode == 0:
+            return refused
         time.sleep(0.5)
-    return False
+    return None
 
 
 def main() -> None:
     me = Member(os.environ["BOOTSTRAP_SELF_NODE"])
     decision = os.environ.get("BOOTSTRAP_DECISION", "")
     data_dir = Path(os.environ.get("HOOK_DATA_DIR") or Path("etcd-data") / me.name)
-    retries = 0
+    seeds = seed_client_urls(os.environ.get("BOOTSTRAP_SEED_NODES", ""))
+    adds = 0
     if (data_dir / "member").is_dir():
         # A member that ran before keeps its identity and its cluster: etcd ignores the initial
         # cluster flags then, and a second member add would only be refused.
@@ -204,24 +238,13 @@ def main() -> None:
             f"--initial-cluster-token={token}",
         )
     elif decision == "join-seed-nodes":
-        # The list is comma-separated and each selfNode has a comma too: split before "etcd://".
-        nodes = re.split(r",(?=etcd://)", os.environ.get("BOOTSTRAP_SEED_NODES", ""))
-        seeds = [Member(node) for node in nodes if node]
         if not seeds:
             fail("join-seed-nodes without seed nodes")
-        say(f"joining through {', '.join(seed.client_url for seed in seeds)}")
-        members, retries = add_member(me, seeds)
-        # Another member may have been added meanwhile (etcd allows it while a quorum of the
-        # members has started), and etcd refuses to start unless --initial-cluster lists the
-        # members exactly as the cluster has them now: list them again, as late as possible.
-        listed = etcdctl(
-            ",".join(seed.client_url for seed in seeds), "member", "list", "-w", "json"
-        )
-        if listed.returncode == 0:
-            members = json.loads(listed.stdout)["members"]
+        say(f"joining through {seeds}")
+        members, adds = add_learner(me, seeds)
         flags = (
             "--initial-cluster-state=existing",
-            f"--initial-cluster={initial_cluster(members, me)}",
+            f"--initial-cluster={initial_cluster(members)}",
         )
     else:
         fail(f"unknown BOOTSTRAP_DECISION {decision!r}")
@@ -231,17 +254,18 @@ def main() -> None:
     # From now on a SIGTERM (the node stopping) stops etcd, and we exit as it does.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: etcd.send_signal(signum))
-    if not wait_healthy(me, etcd):
+    promotes = wait_ready(me, etcd, seeds)
+    if promotes is None:
         etcd.terminate()
         status = etcd.wait()
         if fresh and (data_dir / "member").exists():
-            # Never healthy: set what it wrote aside, so the next run joins again instead of
-            # restarting a member that never joined.
+            # Never ready: set what it wrote aside, so the next run joins again instead of
+            # restarting a member that never joined (its learner is removed then).
             aside = data_dir.with_name(f"{data_dir.name}.failed-{int(time.time())}")
             (data_dir / "member").rename(aside)
             say(f"moved the data of the failed start to {aside}")
-        fail(f"etcd did not become healthy ({describe(status)})")
-    say(f"member {me.name} is healthy; member add retries: {retries}")
+        fail(f"etcd did not become a healthy voting member ({describe(status)})")
+    say(f"member {me.name} is healthy; member add retries: {adds}; promote retries: {promotes}")
     ready_fd = os.environ.get("BOOTSTRAP_READY_FD")
     if ready_fd:
         os.write(int(ready_fd), b"READY\n")

@@ -126,7 +126,8 @@ class EtcdMembers:
 
     def healthy(self, indices: Iterable[int]) -> str | None:
         """None if ``indices`` are exactly the members of one etcd cluster, all of them started
-        and answering, as each of them sees it; else what is not so yet."""
+        voting members (no learner left) and answering, as each of them sees it; else what is
+        not so yet."""
         expected = sorted(self.peer_url(i) for i in indices)
         cluster_ids = set()
         for index in indices:
@@ -139,8 +140,8 @@ class EtcdMembers:
             listed = sorted(url for member in members for url in member.get("peerURLs", []))
             if listed != expected:
                 return f"member {index} lists {listed}, not {expected}"
-            if not all(member.get("name") for member in members):
-                return f"member {index} lists members that have not started: {members}"
+            if not all(member.get("name") and not member.get("isLearner") for member in members):
+                return f"member {index} lists learners or members not started: {members}"
         if len(cluster_ids) != 1 or None in cluster_ids:
             return f"the members report the cluster IDs {cluster_ids}"
         return None
