@@ -115,12 +115,12 @@ def test_environment_variables_apply_and_flags_win() -> None:
         (BASE, {"BOOTSTRAP_TRANSPORT": "carrier-pigeon"}, "BOOTSTRAP_TRANSPORT (for --transport)"),
         (["--contact-point", "127.0.0.1"], {}, "has no port"),
         (["--contact-point", "h:x"], {}, "argument --contact-point"),
-        ([*BASE, "--join-command-grace", "0"], {}, "--join-command-grace: must be a positive"),
-        ([*BASE, "--join-command-grace", "inf"], {}, "--join-command-grace: must be a positive"),
+        ([*BASE, "--join-command-grace", "0"], {}, "--join-command-grace: '0' must be a finite"),
+        ([*BASE, "--join-command-grace", "inf"], {}, "grace: 'inf' must be a finite number > 0"),
         (
             BASE,
             {"BOOTSTRAP_JOIN_COMMAND_GRACE": "soon"},
-            "BOOTSTRAP_JOIN_COMMAND_GRACE (for --join-command-grace): expected a number",
+            "BOOTSTRAP_JOIN_COMMAND_GRACE (for --join-command-grace): 'soon' is not a number",
         ),
     ],
 )

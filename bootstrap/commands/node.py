@@ -25,7 +25,7 @@ from ..join_command import CommandMembership, open_command_membership
 from ..logs import configure_logging
 from ..node import Node, open_node
 from .discovery import add_discovery_arguments, discovery_from_args
-from .options import add_settings_arguments, settings_from_args
+from .options import add_settings_arguments, number_parser, settings_from_args
 from .security import add_security_arguments, security_from_args
 
 __all__ = ["add_arguments", "decision_environment", "run"]
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--join-command-grace",
         metavar="S",
-        type=_grace_seconds,
+        type=number_parser(0.0, inclusive=False),
         default=_JOIN_COMMAND_GRACE,
         help="on stop, seconds the join command has after SIGTERM before SIGKILL "
         f"(default {_JOIN_COMMAND_GRACE:g})",
@@ -151,16 +151,6 @@ def _command_words(parser: argparse.ArgumentParser, flag: str, command: str | No
     if not words:
         parser.error(f"argument {flag}: the command is empty")
     return words
-
-
-def _grace_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return seconds
 
 
 def _join_membership(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import types
 import typing
@@ -48,6 +49,22 @@ _SWITCH_NAMES = {"new_cluster_enabled": "--no-new-cluster"}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+def number_parser(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number above ``minimum`` (or equal to it, ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number {bound}")
+        return value
+
+    return parse
 
 
 def env_name(flag: str) -> str:

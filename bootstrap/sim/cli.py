@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Callable
 from typing import TextIO
 
 import attrs
 
-from bootstrap.commands.options import add_settings_arguments, build_settings
+from bootstrap.commands.options import add_settings_arguments, build_settings, number_parser
 from bootstrap.core.errors import UsageError
 
 from .report import SimulationReport, format_report
@@ -29,22 +27,8 @@ from .simulation import run_simulation
 __all__ = ["add_arguments", "main", "run"]
 
 
-def _number(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number {bound}")
-        return value
-
-    return parse
-
-
 def _probability(text: str) -> float:
-    value = _number(0.0, inclusive=True)(text)
+    value = number_parser(0.0, inclusive=True)(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a probability in [0, 1)")
     return value
@@ -65,7 +49,7 @@ def _stop(text: str) -> tuple[int, float]:
     try:
         if not separator:
             raise ValueError
-        return int(node), _number(0.0, inclusive=True)(when)
+        return int(node), number_parser(0.0, inclusive=True)(when)
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"{text!r} is not NODE@SECONDS (e.g. 0@2.5)") from None
 
@@ -73,7 +57,7 @@ def _stop(text: str) -> tuple[int, float]:
 def _latency(text: str) -> tuple[float, float]:
     low, separator, high = text.partition(":")
     try:
-        parse = _number(0.0, inclusive=True)
+        parse = number_parser(0.0, inclusive=True)
         values = (parse(low), parse(high)) if separator else (parse(low), parse(low))
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r} is not LOW:HIGH in milliseconds") from None
@@ -95,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=0, help="random seed; same seed, same run (default 0)")
     add(
         "--start-spread",
-        type=_number(0.0, inclusive=True),
+        type=number_parser(0.0, inclusive=True),
         default=1.0,
         metavar="S",
         help="nodes start at uniform times in [0, S] (default 1)",
@@ -124,14 +108,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--register-lag",
-        type=_number(0.0, inclusive=True),
+        type=number_parser(0.0, inclusive=True),
         default=0.0,
         metavar="S",
         help="discovery lists a node this long after it starts (default 0)",
     )
     add(
         "--view-lag",
-        type=_number(0.0, inclusive=True),
+        type=number_parser(0.0, inclusive=True),
         default=0.0,
         metavar="S",
         help="each lookup returns discovery as it was this long ago (default 0)",
@@ -145,14 +129,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--keepalive-expiry",
-        type=_number(0.0, inclusive=False),
+        type=number_parser(0.0, inclusive=False),
         default=None,
         metavar="S",
         help="close idle poll connections after S seconds (the anchor's leak; default never)",
     )
     add(
         "--max-time",
-        type=_number(0.0, inclusive=False),
+        type=number_parser(0.0, inclusive=False),
         default=600.0,
         metavar="S",
         help="stop the run at this virtual time (default 600)",

@@ -19,6 +19,7 @@ from bootstrap.join_command import (
     describe_exit,
     open_command_membership,
 )
+from tests.helpers.processes import running
 from tests.helpers.running import run
 
 SELF = "etcd://10.0.0.1:2379,2380"
@@ -28,7 +29,7 @@ def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
 
-def test_ready_on_the_descriptor_joins_while_the_command_keeps_running(tmp_path: Path) -> None:
+def test_ready_on_the_descriptor_joins_while_the_command_keepsrunning(tmp_path: Path) -> None:
     """READY on $BOOTSTRAP_READY_FD is the join; the command (the service) runs on, and gets
     SIGTERM when the membership closes; it saw the decision and the seed nodes."""
     seen, stopped = tmp_path / "seen", tmp_path / "stopped"
@@ -132,15 +133,6 @@ def test_a_command_killed_by_a_signal_is_described_so() -> None:
     assert describe_exit(2) == "status 2"
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs: a killed process nobody has reaped yet (a zombie) does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 def test_a_command_that_ignores_sigterm_is_killed_after_the_delay(tmp_path: Path) -> None:
     """Leaving the block while the command has not become ready: SIGTERM, then SIGKILL, to
     the command and to what it started (its service, which ignores SIGTERM too)."""
@@ -163,7 +155,7 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_delay(tmp_path: Path
 
     run(main)
     pids = [int(started.read_text()), int(child.read_text())]
-    assert [_running(pid) for pid in pids] == [False, False]
+    assert [running(pid) for pid in pids] == [False, False]
 
 
 def test_only_the_ready_descriptor_is_passed_on(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ import pytest
 from benchmarks.isolation import NetnsIsolation, netns_available
 
 from ..dnsmasq import Dnsmasq, require_dnsmasq
+from ..helpers.processes import running
 
 __all__ = [
     "FAST",
@@ -401,7 +402,7 @@ class FaultCluster:
         if record is not None and record.killed:
             record.process.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while any(_running(pid) for pid in pids):
+        while any(running(pid) for pid in pids):
             if time.monotonic() > deadline:
                 raise AssertionError(f"namespace {index}: pids {pids} survived SIGKILL")
             time.sleep(0.05)
@@ -830,15 +831,6 @@ def _namespace_pids(namespace: str) -> list[int]:
         ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
     )
     return [int(word) for word in listed.stdout.split()]
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (killed, not yet reaped by its parent) does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _env() -> dict[str, str]:
