@@ -60,6 +60,7 @@ from .core.founding import RoundCounts
 from .core.wire import SeedNodesDocument
 from .discovery import Discovery, DiscoveryError
 from .membership import LocalMembership, Membership, advertised_seed_nodes
+from .metrics import MetricsSnapshot, exposition, metrics_registry
 from .prober import (
     WATCH_CLOSE_TIMEOUT,
     ConnectWebsocket,
@@ -241,11 +242,17 @@ class Node:
             ready=self._ready,
             on_contacted=lambda peer: self._report(ContactedBy(peer)),
             on_proposal=lambda peer, round: self._report(ContactedBy(peer, proposal_round=round)),
+            metrics=lambda: exposition(self.metrics_registry),
         )
+        #: This node's Prometheus series (``GET /metrics``), in a registry of its own.
+        self.metrics_registry = metrics_registry(self.metrics_snapshot)
         self.joined = False
         self._decided = trio.Event()
         self._joined_event = trio.Event()
         self._lookups = 0
+        self._lookup_failures = 0
+        self._join_failures = 0
+        self._started_at: float | None = None
         self._decided_at: float | None = None
         self._joined_at: float | None = None
         self._logged_state: tuple[str, str] | None = None
@@ -289,6 +296,28 @@ class Node:
             decided_at=self._decided_at,
             joined_at=self._joined_at,
             prober=self.prober.statistics(),
+        )
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """What ``/metrics`` shows now, read from where each figure is counted."""
+        machine = self.machine
+        contact_points = machine.status.contact_points
+        decided_at, started_at = self._decided_at, self._started_at
+        return MetricsSnapshot(
+            phase=machine.phase,
+            decided=machine.decision is not None,
+            joined=self.joined,
+            decision_seconds=(
+                None if decided_at is None or started_at is None else decided_at - started_at
+            ),
+            contact_points_discovered=len(contact_points),
+            contact_points_fresh=sum(1 for point in contact_points if point.fresh),
+            lookups=self._lookups,
+            lookup_failures=self._lookup_failures,
+            join_failures=self._join_failures,
+            rounds=machine.round_counts,
+            prober=self.prober.statistics(),
+            server=self.app.statistics(),
         )
 
     def document(self) -> SeedNodesDocument:
@@ -375,7 +404,8 @@ class Node:
             )
             await nursery.start(self._serve_until_stopped, serve)
             await nursery.start(self.prober.run)
-            self.machine.start(trio.current_time())
+            self._started_at = trio.current_time()
+            self.machine.start(self._started_at)
             task_status.started()
             with trio.CancelScope() as self._driving:
                 if self._stopping.is_set():
@@ -486,6 +516,8 @@ class Node:
                 event = DiscoveryFailed(f"discovery backend raised {error!r}")
         if scope.cancelled_caught:
             event = DiscoveryFailed(f"lookup timed out after {timeout} s")
+        if isinstance(event, DiscoveryFailed):
+            self._lookup_failures += 1
         self._report(event)
 
     async def _join(self, decision: Decision) -> None:
@@ -508,6 +540,7 @@ class Node:
                 await self._membership.join(decision.seed_nodes)
         except Exception as error:
             logger.warning("%s: join failed: %r", self.contact_point, error)
+            self._join_failures += 1
             self._decided = trio.Event()  # a new decision will follow
             self._report(JoinFailed(f"{type(error).__name__}: {error}"))
             return

@@ -96,6 +96,8 @@ STATUS_PATH = "/bootstrap/status"
 ALIVE_PATH = "/alive"
 #: 200 once the node has joined, 503 before.
 READY_PATH = "/ready"
+#: ``GET`` answers the node's metrics in the Prometheus text format.
+METRICS_PATH = "/metrics"
 #: The request header that tells a peer who probes it (the server turns it into ``ContactedBy``).
 #: HTTP header names are case-insensitive; servers compare it lower-cased.
 CONTACT_POINT_HEADER = "Bootstrap-Contact-Point"

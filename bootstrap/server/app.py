@@ -55,6 +55,7 @@ class ManagementApp:
         on_contacted: Callable[[ContactPoint], None],
         on_proposal: Callable[[ContactPoint, int], None] | None = None,
         limits: ServerLimits = _DEFAULT_LIMITS,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self._self_contact_point = self_contact_point
         self._service_name = service_name
@@ -73,6 +74,7 @@ class ManagementApp:
             encoded_document=encoded_document,
             status=status,
             ready=ready,
+            metrics=metrics,
         )
         self._watch = WatchEndpoint(
             settings=settings,

@@ -2,12 +2,14 @@
 
 * ``GET /bootstrap/seed-nodes``: the seed-nodes document, ``application/json``.
 * ``GET /bootstrap/status``, ``GET /alive``, ``GET /ready`` (503 until joined).
+* ``GET /metrics``: the node's metrics in the Prometheus text format (:mod:`bootstrap.metrics`),
+  when the app was given them.
 
 Rules:
 
-* Every answer is JSON with ``cache-control: no-store`` (a snapshot of a moving state). A known
-  path answers only GET (405 otherwise); a plain GET of the watch endpoint is 426; anything
-  else is 404 naming the path (cut to a readable length).
+* Every answer but the metrics is JSON, and every answer has ``cache-control: no-store`` (a
+  snapshot of a moving state). A known path answers only GET (405 otherwise); a plain GET of
+  the watch endpoint is 426; anything else is 404 naming the path (cut to a readable length).
 * Refused before routing, in this order, each counted (:class:`~.limits.Refusals`): a head over
   ``max_header_bytes`` (431), a request announcing a body (413; no endpoint takes one), more
   than ``max_requests_per_client`` in flight from one address (429 with ``retry-after``). The
@@ -26,8 +28,17 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+import attrs
+
 from ..core import Settings
-from ..core.wire import ALIVE_PATH, READY_PATH, SEED_NODES_PATH, STATUS_PATH, WATCH_PATH
+from ..core.wire import (
+    ALIVE_PATH,
+    METRICS_PATH,
+    READY_PATH,
+    SEED_NODES_PATH,
+    STATUS_PATH,
+    WATCH_PATH,
+)
 from .asgi import (
     Scope,
     Send,
@@ -55,6 +66,15 @@ __all__ = ["HttpEndpoints"]
 logger = logging.getLogger("bootstrap.server")
 
 _HTTP_PATHS: Final = frozenset({SEED_NODES_PATH, STATUS_PATH, ALIVE_PATH, READY_PATH})
+_JSON: Final = b"application/json"
+
+
+@attrs.frozen
+class _Encoded:
+    """A response body encoded already, and its content type."""
+
+    data: bytes
+    content_type: bytes = _JSON
 
 
 class HttpEndpoints:
@@ -70,8 +90,11 @@ class HttpEndpoints:
         encoded_document: Callable[[], bytes],
         status: Callable[[], dict[str, object]],
         ready: Callable[[], bool],
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
+        self._paths = _HTTP_PATHS | ({METRICS_PATH} if metrics is not None else set())
         self._limits = limits
         self._refusals = refusals
         self._contacts = contacts
@@ -119,7 +142,7 @@ class HttpEndpoints:
         if path == WATCH_PATH:
             status, body = 426, {"error": f"{WATCH_PATH} is a websocket endpoint"}
             headers.append((b"upgrade", b"websocket"))
-        elif path not in _HTTP_PATHS:
+        elif path not in self._paths:
             status, body = 404, {"error": f"no endpoint at {shown_path(path)}"}
         elif scope.get("method") != "GET":
             status, body = 405, {"error": f"{path} only answers GET"}
@@ -129,7 +152,7 @@ class HttpEndpoints:
         await self._respond(send, status, body, headers)
 
     def _answer_get(self, path: str, scope: Scope) -> tuple[int, object]:
-        """Status and body (JSON-ready, or bytes already encoded) for a GET of a known path."""
+        """Status and body (JSON-ready, or :class:`_Encoded`) for a GET of a known path."""
         if path == SEED_NODES_PATH:
             # A contact counts even if we then fail to answer: the peer is alive all the same.
             # Noted before the document is built: the answer must show a promise just given.
@@ -139,7 +162,10 @@ class HttpEndpoints:
             )
         try:
             if path == SEED_NODES_PATH:
-                return 200, self._encoded_document()
+                return 200, _Encoded(self._encoded_document())
+            if path == METRICS_PATH and self._metrics is not None:
+                data, content_type = self._metrics()
+                return 200, _Encoded(data, content_type.encode("ascii"))
             if path == STATUS_PATH:
                 return 200, self._status()
             if path == READY_PATH:
@@ -153,8 +179,9 @@ class HttpEndpoints:
     async def _respond(
         self, send: Send, status: int, body: object, extra_headers: list[tuple[bytes, bytes]]
     ) -> None:
-        if isinstance(body, bytes):
-            data = body
+        content_type = _JSON
+        if isinstance(body, _Encoded):
+            data, content_type = body.data, body.content_type
         else:
             try:
                 data = json_bytes(body)
@@ -164,7 +191,7 @@ class HttpEndpoints:
                 status = 500
                 data = json_bytes({"error": "internal error: response is not valid JSON"})
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", content_type),
             (b"content-length", str(len(data)).encode("ascii")),
             # Every answer is a snapshot of a moving state: never serve it from a cache.
             (b"cache-control", b"no-store"),

@@ -59,6 +59,16 @@ REFUSED_MESSAGE_RATE: Final = "watch-message-rate"
 REFUSED_MESSAGE_SIZE: Final = "watch-message-size"
 REFUSED_HEADERS: Final = "header-size"
 REFUSED_EXTENSIONS: Final = "websocket-extensions"
+#: Every kind of refusal (the metrics list each from the start).
+REFUSAL_KINDS: Final = (
+    REFUSED_HEADERS,
+    REFUSED_BODY,
+    REFUSED_REQUESTS,
+    REFUSED_WATCHES,
+    REFUSED_EXTENSIONS,
+    REFUSED_MESSAGE_RATE,
+    REFUSED_MESSAGE_SIZE,
+)
 
 # (client address, kind) pairs remembered so each offender is logged once per kind.
 _MAX_REPORTED_OFFENDERS: Final = 256

@@ -78,7 +78,8 @@ async def get(
 
 
 @pytest.mark.parametrize(
-    "path", ["/bootstrap/seed-nodes", "/bootstrap/status", "/bootstrap/watch", "/nowhere"]
+    "path",
+    ["/bootstrap/seed-nodes", "/bootstrap/status", "/bootstrap/watch", "/metrics", "/nowhere"],
 )
 def test_request_without_the_secret_is_refused_before_the_app(path: str) -> None:
     """No Authorization: 401 with a Bearer challenge and a JSON error; the app never sees it."""

@@ -273,6 +273,35 @@ def test_ready_raising_gives_a_json_500() -> None:
     run(test)
 
 
+def test_metrics_are_served_as_given_in_their_own_content_type() -> None:
+    """GET /metrics answers what the metrics callback encoded, with its content type."""
+    exposition = (b"cluster_bootstrap_decided 1.0\n", "text/plain; version=1.0.0; charset=utf-8")
+
+    async def test() -> None:
+        response = await get(FakeNode().app(metrics=lambda: exposition), "/metrics")
+        assert response.status_code == 200
+        assert response.content == exposition[0]
+        assert response.headers["content-type"] == exposition[1]
+        assert response.headers["cache-control"] == "no-store"
+
+    run(test)
+
+
+def test_metrics_raising_gives_a_json_500_and_no_metrics_is_404() -> None:
+    """A metrics callback that raises is the node's bug: a logged 500, not a crash. An app
+    given no metrics has no such endpoint."""
+
+    def broken() -> tuple[bytes, str]:
+        raise RuntimeError("collector broke")
+
+    async def test() -> None:
+        failed = await get(FakeNode().app(metrics=broken), "/metrics")
+        assert (failed.status_code, "error" in failed.json()) == (500, True)
+        assert (await get(FakeNode().app(), "/metrics")).status_code == 404
+
+    run(test)
+
+
 @pytest.mark.parametrize(
     "path", ["/", "/nope", "/bootstrap", "/bootstrap/seed-nodes/", "/bootstrap/seed-nodesx"]
 )

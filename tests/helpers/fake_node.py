@@ -9,6 +9,8 @@ ones the server, limits, security and fuzz tests share.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 
 from bootstrap import ContactPoint, SeedNodesDocument, Settings
@@ -60,6 +62,7 @@ class FakeNode:
         *,
         self_contact_point: ContactPoint = SELF,
         limits: ServerLimits | None = None,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> ManagementApp:
         return ManagementApp(
             settings=settings,
@@ -70,4 +73,5 @@ class FakeNode:
             ready=self.is_ready,
             on_contacted=self.on_contacted,
             limits=ServerLimits() if limits is None else limits,
+            metrics=metrics,
         )
