@@ -47,6 +47,8 @@ class MetricsSnapshot:
     decision_seconds: float | None  # from the node's start to its decision
     contact_points_discovered: int
     contact_points_fresh: int
+    clusters_at_decision: int
+    formation_overdue: bool
     lookups: int
     lookup_failures: int
     join_failures: int
@@ -86,6 +88,17 @@ class NodeMetrics(Collector):
             "contact_points_fresh",
             "discovered contact points answering fresh",
             now.contact_points_fresh,
+        )
+
+        yield gauge(
+            "clusters_at_decision",
+            "distinct clusters the answers showed when the node decided to join (2+: a split)",
+            now.clusters_at_decision,
+        )
+        yield gauge(
+            "formation_overdue",
+            "1 while formation_deadline has passed without a decision (/alive answers 503)",
+            now.formation_overdue,
         )
 
         yield counter(

@@ -243,6 +243,8 @@ class Node:
             on_contacted=lambda peer: self._report(ContactedBy(peer)),
             on_proposal=lambda peer, round: self._report(ContactedBy(peer, proposal_round=round)),
             metrics=lambda: exposition(self.metrics_registry),
+            # Past the formation deadline undecided: not alive, so the orchestrator restarts it.
+            alive=lambda: not self.machine.formation_overdue,
         )
         #: This node's Prometheus series (``GET /metrics``), in a registry of its own.
         self.metrics_registry = metrics_registry(self.metrics_snapshot)
@@ -256,6 +258,7 @@ class Node:
         self._decided_at: float | None = None
         self._joined_at: float | None = None
         self._logged_state: tuple[str, str] | None = None
+        self._logged_overdue = False
         # A graceful stop (stop()): the driver loop ends, then run() winds down (_wind_down).
         self._stopping = trio.Event()
         self._driving: trio.CancelScope | None = None
@@ -312,6 +315,8 @@ class Node:
             ),
             contact_points_discovered=len(contact_points),
             contact_points_fresh=sum(1 for point in contact_points if point.fresh),
+            clusters_at_decision=machine.clusters_at_decision,
+            formation_overdue=machine.formation_overdue,
             lookups=self._lookups,
             lookup_failures=self._lookup_failures,
             join_failures=self._join_failures,
@@ -352,6 +357,7 @@ class Node:
                 "selfContactPoint": str(self.contact_point),
                 "selfNode": self.self_node,
                 "joined": self.joined,
+                "formationOverdue": self.machine.formation_overdue,
                 "founding": founding_to_json(
                     self.settings, self.document(), self.machine.round_counts
                 ),
@@ -502,6 +508,13 @@ class Node:
             self._logged_state = state
             if machine.decision is None:  # the decision has a log line of its own
                 logger.info("%s: %s: %s", self.contact_point, state[0], machine.reason)
+        if machine.formation_overdue and not self._logged_overdue:
+            self._logged_overdue = True  # once in the node's life, however often it is so
+            logger.error(
+                "%s: %s; /alive now answers 503 until a decision is made",
+                self.contact_point,
+                machine.reason,
+            )
 
     async def _lookup(self) -> None:
         timeout = self.settings.discovery_timeout

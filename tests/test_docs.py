@@ -19,9 +19,13 @@ from bootstrap import JoinSeedNodes, JoinSelf, Settings
 from bootstrap.cli import build_parser
 from bootstrap.commands.node import decision_environment
 from bootstrap.commands.options import env_name
-from bootstrap.core import wire
+from bootstrap.core import Phase, wire
+from bootstrap.core.founding import RoundCounts
 from bootstrap.join_command import READY_FD_VARIABLE, SELF_NODE_VARIABLE
+from bootstrap.metrics import MetricsSnapshot, metrics_registry
+from bootstrap.prober import ProberStatistics
 from bootstrap.security import SECRET_VARIABLE
+from bootstrap.server import ServerStatistics
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -195,6 +199,47 @@ def test_pasted_help_matches_the_parser(command: str, monkeypatch: pytest.Monkey
         f"docs/node.md must paste the current `cluster-bootstrap {command} --help` output: "
         f"run `COLUMNS=100 python -m bootstrap {command} --help` and replace the old block"
     )
+
+
+OPERATIONS_DOC = ROOT / "docs" / "operations.md"
+
+
+def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
+    """The series table of docs/operations.md lists exactly the series a node exports."""
+    snapshot = MetricsSnapshot(
+        phase=Phase.PROBING,
+        decided=False,
+        joined=False,
+        decision_seconds=1.0,  # present once decided: included here so it is checked too
+        contact_points_discovered=0,
+        contact_points_fresh=0,
+        clusters_at_decision=0,
+        formation_overdue=False,
+        lookups=0,
+        lookup_failures=0,
+        join_failures=0,
+        rounds=RoundCounts(first_round=0, rounds_started=0, rounds_withdrawn=0, promises_given=0),
+        prober=ProberStatistics(
+            connections_opened=0,
+            connections_opened_by_peer={},
+            probes_sent=0,
+            watch_messages_received=0,
+            failures_by_kind={},
+            peers=0,
+            open_watches=0,
+        ),
+        server=ServerStatistics(
+            requests_served=0, watches_open=0, watches_opened_total=0, documents_pushed=0
+        ),
+    )
+    exported = {
+        sample.name
+        for family in metrics_registry(lambda: snapshot).collect()
+        for sample in family.samples
+    }
+    table = re.findall(r"^\| `(cluster_bootstrap_\w+)", OPERATIONS_DOC.read_text(), re.MULTILINE)
+    assert sorted(set(table)) == sorted(table), "a series is listed twice"
+    assert sorted(table) == sorted(exported)
 
 
 if __name__ == "__main__":

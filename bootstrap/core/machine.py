@@ -108,7 +108,7 @@ _ROUNDING_ALLOWANCE = 1e-6
 # network cost a whole new round of promises.
 _ROUND_SURVIVES = frozenset({"founding-round", "contact-with-all", "required-contact-points"})
 
-_TimerKind = Literal["lookup", "probe", "expire", "stable", "retry", "round", "hold"]
+_TimerKind = Literal["lookup", "probe", "expire", "stable", "retry", "round", "hold", "deadline"]
 
 
 class _Peer:
@@ -180,6 +180,7 @@ class BootstrapMachine:
         self._rng = rng if rng is not None else random.Random()
 
         self._started = False
+        self._formation_deadline_at: float | None = None
         self._broken: BaseException | None = None
         self._now = -math.inf
         self._actions: deque[Action] = deque()
@@ -316,6 +317,10 @@ class BootstrapMachine:
         self._started = True
         self._lookup_due = now
         self._schedule(now, "lookup", None)
+        if self._settings.formation_deadline is not None:
+            # A timer of its own: the driver must wake at the deadline to notice it passed.
+            self._formation_deadline_at = now + self._settings.formation_deadline
+            self._schedule(self._formation_deadline_at, "deadline", None)
         self._guarded(self._advance)
 
     def handle(self, event: Event, now: float) -> None:
@@ -371,6 +376,19 @@ class BootstrapMachine:
         return self._reason()
 
     @property
+    def clusters_at_decision(self) -> int:
+        """How many distinct clusters the answers showed when this node decided to join (more
+        than 1: a split brain it saw and joined one side of; 0 before a join decision)."""
+        return len(self._clusters_at_decision) if self._decision is not None else 0
+
+    @property
+    def formation_overdue(self) -> bool:
+        """``Settings.formation_deadline`` has passed since :meth:`start` and there is no
+        decision (again false once one is made, true again after a ``JoinFailed``)."""
+        deadline = self._formation_deadline_at
+        return deadline is not None and self._decision is None and self._now >= deadline
+
+    @property
     def status(self) -> Status:
         """A snapshot: phase, what the node waits for (in plain English), and each contact point."""
         now = self._now
@@ -406,6 +424,7 @@ class BootstrapMachine:
             decision=self._decision,
             contact_points=tuple(points),
             waiting_on=self.waiting_on,
+            formation_overdue=self.formation_overdue,
         )
 
     # --- input checks -------------------------------------------------------------------------
@@ -452,6 +471,8 @@ class BootstrapMachine:
             return self._join_retry_at == when
         if kind == "round":
             return self._candidacy is None and self._next_round_at == when
+        if kind == "deadline":
+            return self._formation_deadline_at == when
         if kind == "hold":
             return (
                 self._undiscovered_promisee is not None
@@ -535,7 +556,7 @@ class BootstrapMachine:
             assert peer is not None
             if self._answers.expire(peer.contact_point, self._now):
                 self._dirty = True
-        else:  # "stable", "retry" or "round": the verdict may change now
+        else:  # "stable", "retry", "round" or "deadline": the verdict (or its reason) changes
             self._dirty = True
 
     def _schedule_lookup(self, when: float) -> None:
@@ -1177,5 +1198,9 @@ class BootstrapMachine:
                 reason += f"; multiple clusters observed: {clusters}"
             return reason
         if isinstance(self._verdict, Waiting):
-            return self._verdict.reason_at(self._now)
+            waiting = self._verdict.reason_at(self._now)
+            if self.formation_overdue:
+                deadline = self._settings.formation_deadline
+                return f"no decision within the formation deadline ({deadline:g} s): {waiting}"
+            return waiting
         return "deciding"  # pragma: no cover - a decision is always recorded with its verdict

@@ -62,6 +62,13 @@ def _optional_count(
         _count(instance, attribute, value)  # type: ignore[arg-type]
 
 
+def _optional_duration(
+    instance: Any, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None:
+        _duration(instance, attribute, value)  # type: ignore[arg-type]
+
+
 def _flag(instance: Any, attribute: attrs.Attribute[bool], value: bool) -> None:
     if not isinstance(value, bool):
         raise UsageError(
@@ -148,6 +155,13 @@ class Settings:
     )
     max_seed_nodes: int = _field(
         5, _count, "seed nodes handed to a join, and advertised by the endpoint"
+    )
+    formation_deadline: float | None = _field(
+        None,
+        _optional_duration,
+        "past this many seconds from the start without a decision, log an ERROR once and "
+        "answer /alive with 503 (so an orchestrator restarts the node) until one is made; "
+        "None: no deadline",
     )
     # (ruff cannot tell that a Literal of strings is immutable, as the other fields' types are)
     formation: Formation = _field(  # noqa: RUF009

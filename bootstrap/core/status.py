@@ -45,3 +45,6 @@ class Status:
     #: A short stable tag of the rule the node waits on ("stable-margin", "contact-with-all",
     #: ...; "" once decided): drivers log when it changes, since ``reason`` carries live ages.
     waiting_on: str = ""
+    #: ``Settings.formation_deadline`` has passed without a decision (see the machine's
+    #: :attr:`~bootstrap.core.BootstrapMachine.formation_overdue`).
+    formation_overdue: bool = False

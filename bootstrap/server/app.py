@@ -56,6 +56,7 @@ class ManagementApp:
         on_proposal: Callable[[ContactPoint, int], None] | None = None,
         limits: ServerLimits = _DEFAULT_LIMITS,
         metrics: Callable[[], tuple[bytes, str]] | None = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self._self_contact_point = self_contact_point
         self._service_name = service_name
@@ -75,6 +76,7 @@ class ManagementApp:
             status=status,
             ready=ready,
             metrics=metrics,
+            alive=alive,
         )
         self._watch = WatchEndpoint(
             settings=settings,

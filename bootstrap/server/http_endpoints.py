@@ -1,7 +1,8 @@
 """The HTTP endpoints: the seed-nodes document, the node's status, and the health checks.
 
 * ``GET /bootstrap/seed-nodes``: the seed-nodes document, ``application/json``.
-* ``GET /bootstrap/status``, ``GET /alive``, ``GET /ready`` (503 until joined).
+* ``GET /bootstrap/status``, ``GET /alive`` (503 once the node says it is not: a formation
+  deadline passed), ``GET /ready`` (503 until joined).
 * ``GET /metrics``: the node's metrics in the Prometheus text format (:mod:`bootstrap.metrics`),
   when the app was given them.
 
@@ -91,7 +92,9 @@ class HttpEndpoints:
         status: Callable[[], dict[str, object]],
         ready: Callable[[], bool],
         metrics: Callable[[], tuple[bytes, str]] | None = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
+        self._alive = alive
         self._settings = settings
         self._metrics = metrics
         self._paths = _HTTP_PATHS | ({METRICS_PATH} if metrics is not None else set())
@@ -171,7 +174,8 @@ class HttpEndpoints:
             if path == READY_PATH:
                 ready = bool(self._ready())
                 return (200 if ready else 503), {"ready": ready}
-            return 200, {"alive": True}
+            alive = self._alive is None or bool(self._alive())
+            return (200 if alive else 503), {"alive": alive}
         except Exception:
             logger.exception("the node's callback failed while answering GET %s", path)
             return 500, {"error": f"internal error while answering {path}; see the server log"}

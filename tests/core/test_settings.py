@@ -33,11 +33,13 @@ DEFAULTS_OF_RECORD = {
     "formation": "promise",
     # DESIGN section 9: a node that cannot form probes only the 3 lowest.
     "probe_fanout": 3,
+    # DESIGN section 10: no formation deadline unless one is set.
+    "formation_deadline": None,
 }
 
 
 def test_defaults_of_record() -> None:
-    """Every field and default of DESIGN sections 3, 8 and 9, and nothing else."""
+    """Every field and default of DESIGN sections 3, 8, 9 and 10, and nothing else."""
     assert attrs.asdict(Settings()) == DEFAULTS_OF_RECORD
 
 

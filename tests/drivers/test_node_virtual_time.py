@@ -42,6 +42,7 @@ from bootstrap import (
 )
 from bootstrap.core.settings import Formation
 from bootstrap.core.wire import (
+    ALIVE_PATH,
     CONTACT_POINT_HEADER,
     PROBE_MESSAGE,
     PROPOSE_MESSAGE,
@@ -50,6 +51,7 @@ from bootstrap.core.wire import (
     parse_round,
 )
 from bootstrap.discovery import Discovery, StaticDiscovery
+from bootstrap.metrics import exposition
 from bootstrap.node import STOP_TIMEOUT, STOPPED_WITHIN, Node, open_node
 from bootstrap.prober import WATCH_CLOSE_TIMEOUT, Transport
 from bootstrap.server import (
@@ -270,6 +272,52 @@ def test_a_node_warns_at_start_when_required_is_no_majority_of_expected(
         "discovery returns to each node) does not hold; set required_contact_points to at "
         f"least {expected // 2 + 1}"
     ]
+
+
+def test_past_the_formation_deadline_a_node_logs_once_and_is_not_alive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A node that cannot form (it requires more contact points than there are) logs one ERROR
+    at the deadline, however long it then waits; /alive turns 503 and the status says why."""
+    settings = attrs.evolve(
+        SETTINGS, required_contact_points=len(PEERS) + 2, formation_deadline=8.0
+    )
+
+    async def alive(node: Node) -> int:
+        transport = httpx.ASGITransport(app=node.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            return (await client.get(ALIVE_PATH)).status_code
+
+    async def test() -> None:
+        start = trio.current_time()
+        async with open_in_memory_node(
+            settings=settings,
+            discovery=StaticDiscovery([SELF, *PEERS]),
+            transport="watch",
+            peers=Peers(founding_round=True),
+        ) as node:
+            await trio.sleep_until(start + 7.9)
+            assert (await alive(node), node.status_json()["formationOverdue"]) == (200, False)
+            await trio.sleep_until(start + 8.0)
+            await trio.sleep(0.001)  # the driver's turn: it woke at the deadline
+            assert node.machine.formation_overdue
+            assert [
+                r.levelno for r in caplog.records if "formation deadline" in r.getMessage()
+            ] == [logging.ERROR]
+            await trio.sleep(30.0)
+            assert await alive(node) == 503
+            status = node.status_json()
+            assert status["formationOverdue"] is True
+            assert str(status["reason"]).startswith("no decision within the formation deadline")
+            scraped = exposition(node.metrics_registry)[0]
+            assert b"\ncluster_bootstrap_formation_overdue 1.0\n" in scraped
+
+    with caplog.at_level(logging.INFO, logger="bootstrap.node"):
+        run(test, seconds=VIRTUAL_TIMEOUT, clock=autojump_clock())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{SELF}: no decision within the formation deadline (8 s): ")
+    assert errors[0].endswith("; /alive now answers 503 until a decision is made")
 
 
 def test_the_stop_timeouts_nest() -> None:

@@ -18,7 +18,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import procfs
-from bootstrap import ContactPoint, Settings
+from bootstrap import ContactPoint, JoinSelf, Settings
 from bootstrap.core.wire import METRICS_PATH
 from bootstrap.discovery import StaticDiscovery
 from bootstrap.node import Node
@@ -100,6 +100,9 @@ def check_node(
     assert value(samples, "contact_points_discovered") == 4
     assert value(samples, "contact_points_fresh") == 3  # the silent one never answered
     assert value(samples, "decision_seconds") > 0
+    # The founder decided to form (0); the others saw one cluster when they decided to join.
+    assert value(samples, "clusters_at_decision") == (0 if node.decision == JoinSelf() else 1)
+    assert value(samples, "formation_overdue") == 0
     probes = value(samples, "probes_sent_total")
     assert before.probes_sent <= probes <= after.probes_sent
     refused = value(samples, "probe_failures_total", kind="refused")
