@@ -505,7 +505,11 @@ class BootstrapMachine:
                 # the rules count only the probed peers' answers.
                 self._update_probe_set()
                 continue
-            if timers and timers[0][0] <= now:
+            if timers and timers[0][0] <= now and self._decision is None:
+                # Decided, the timers only sleep: none is live, and one that came due meanwhile
+                # must still fire after a JoinFailed (a promise's hold above all: popped and
+                # dropped while decided, it never released a promise to a dead candidate, and
+                # its promiser kept joining that candidate for ever).
                 entry = heapq.heappop(timers)
                 if self._timer_is_live(*entry):
                     self._fire(entry[2], entry[3])
@@ -528,7 +532,8 @@ class BootstrapMachine:
         now = self._now
         timers = self._timers
         postponed = []
-        while timers and timers[0][0] <= now:
+        # Decided, the timers only sleep (see _advance): none may be dropped.
+        while timers and timers[0][0] <= now and self._decision is None:
             entry = heapq.heappop(timers)
             if not self._timer_is_live(*entry):
                 continue
