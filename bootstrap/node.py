@@ -77,6 +77,7 @@ __all__ = [
     "Node",
     "NodeStatistics",
     "open_node",
+    "settings_to_json",
     "status_to_json",
 ]
 
@@ -142,6 +143,19 @@ def founding_to_json(
     }
 
 
+def settings_to_json(settings: Settings) -> dict[str, object]:
+    """The settings a reader of the status needs to explain a wait (``doctor`` above all)."""
+    return {
+        "requiredContactPoints": settings.required_contact_points,
+        "contactWithAllContactPoints": settings.contact_with_all_contact_points,
+        "newClusterEnabled": settings.new_cluster_enabled,
+        "formation": settings.formation,
+        "stableMargin": settings.stable_margin,
+        "probeInterval": settings.probe_interval,
+        "formationDeadline": settings.formation_deadline,
+    }
+
+
 def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> dict[str, object]:
     """The ``/bootstrap/status`` body (DESIGN section 4) for ``status`` observed at ``now``."""
     decision = status.decision
@@ -156,6 +170,7 @@ def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> d
         "phase": status.phase.value,
         "decision": decision_json,
         "reason": status.reason,
+        "waitingOn": status.waiting_on,
         **extra,
         "contactPoints": [
             {
@@ -169,6 +184,8 @@ def status_to_json(status: Status, *, now: float, extra: dict[str, object]) -> d
                 "seedNodes": list(point.seed_nodes),
                 "consecutiveFailures": point.consecutive_failures,
                 "probed": point.probed,
+                "lastFailure": point.last_failure,
+                "lastFailureKind": point.last_failure_kind,
             }
             for point in status.contact_points
         ],
@@ -358,6 +375,7 @@ class Node:
                 "selfNode": self.self_node,
                 "joined": self.joined,
                 "formationOverdue": self.machine.formation_overdue,
+                "settings": settings_to_json(self.settings),
                 "founding": founding_to_json(
                     self.settings, self.document(), self.machine.round_counts
                 ),

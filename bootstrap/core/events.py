@@ -155,6 +155,11 @@ class ProbeFailed:
 
     contact_point: ContactPoint = attrs.field(validator=_contact_point)
     reason: str = attrs.field(validator=_text)
+    #: What failed, as a short tag (the prober's ``FailureKind``: "refused", "unauthorized",
+    #: "tls", ...): shown in the status so that tools such as ``doctor`` need not parse reasons.
+    #: Not compared: it classifies ``reason``, and ``ProbeFailed(point, reason)`` (the API of
+    #: record) must still equal what the prober reports.
+    kind: str | None = attrs.field(default=None, kw_only=True, eq=False, validator=_optional_text)
 
 
 @attrs.frozen

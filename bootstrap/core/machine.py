@@ -125,6 +125,7 @@ class _Peer:
         "consecutive_failures",
         "contact_point",
         "last_failure",
+        "last_failure_kind",
         "next_probe_at",
         "outstanding",
     )
@@ -133,6 +134,7 @@ class _Peer:
         self.contact_point = contact_point
         self.consecutive_failures = 0
         self.last_failure: str | None = None
+        self.last_failure_kind: str | None = None
         self.outstanding = False
         self.next_probe_at = now
 
@@ -416,6 +418,8 @@ class BootstrapMachine:
                         seed_nodes=() if answer is None else answer.seed_nodes,
                         consecutive_failures=0 if peer is None else peer.consecutive_failures,
                         probed=peer is not None,
+                        last_failure=None if peer is None else peer.last_failure,
+                        last_failure_kind=None if peer is None else peer.last_failure_kind,
                     )
                 )
         return Status(
@@ -843,7 +847,7 @@ class BootstrapMachine:
         if peer.healthy:
             self._health_changed(peer)
         peer.consecutive_failures += 1
-        peer.last_failure = event.reason
+        peer.last_failure, peer.last_failure_kind = event.reason, event.kind
         delay = backoff_delay(
             settings.probe_interval,
             peer.consecutive_failures,

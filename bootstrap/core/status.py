@@ -32,6 +32,10 @@ class ContactPointStatus:
     #: This node probes it (DESIGN section 9): a node that cannot form probes only a few of
     #: the lowest; the answers of the others are neither held nor needed.
     probed: bool = True
+    #: The reason of its last failed probe (kept once it answers again, as the log does) and
+    #: the kind of that failure (``ProbeFailed.kind``); ``None`` if none failed while probed.
+    last_failure: str | None = None
+    last_failure_kind: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -62,6 +62,7 @@ from ..core.wire import (
     SEED_NODES_PATH,
     WATCH_PATH,
 )
+from ._failures import tls_failure_reason
 from ._prober import Prober
 from ._types import (
     ConnectionChurnError,
@@ -88,4 +89,5 @@ __all__ = [
     "ProberStatistics",
     "Transport",
     "WatchConnection",
+    "tls_failure_reason",
 ]

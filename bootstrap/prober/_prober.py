@@ -395,7 +395,7 @@ class Prober:
                 logger.info("%s: probe failed: %s", peer.contact_point, judged.reason)
             else:
                 logger.debug("%s: probe failed: %s", peer.contact_point, judged.reason)
-            self._report(ProbeFailed(peer.contact_point, judged.reason))
+            self._report(ProbeFailed(peer.contact_point, judged.reason, kind=judged.kind))
             return
         if peer.logged_kind is not None:
             logger.info("%s: answers again", peer.contact_point)

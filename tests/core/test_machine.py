@@ -219,6 +219,23 @@ def test_probe_backoff_after_consecutive_failures() -> None:
     assert h.machine.status.contact_points[1].consecutive_failures == 4
 
 
+def test_the_status_shows_the_last_failure_and_its_kind() -> None:
+    h = Harness(Settings(probe_jitter=0.0))
+    h.start()
+    h.discover(cp(1), cp(2))
+    assert h.machine.status.contact_points[1].last_failure is None
+    h.feed(ProbeFailed(cp(2), "HTTP 401 from 10.0.0.2:8558: ...", kind="unauthorized"))
+    point = h.machine.status.contact_points[1]
+    assert (point.last_failure, point.last_failure_kind) == (
+        "HTTP 401 from 10.0.0.2:8558: ...",
+        "unauthorized",
+    )
+    h.feed(ProbeFailed(cp(2), "connection refused"))  # a driver that gives no kind
+    point = h.machine.status.contact_points[1]
+    assert (point.last_failure, point.last_failure_kind) == ("connection refused", None)
+    assert point.consecutive_failures == 2
+
+
 def test_at_most_one_probe_outstanding_per_contact_point() -> None:
     """An unanswered probe is never duplicated, and the machine does not time it out itself."""
     h = Harness()

@@ -207,7 +207,10 @@ async def test_a_slow_peer_times_out_at_exactly_probe_timeout() -> None:
 
     async with open_prober(handler=handler) as (prober, reports):
         prober.probe(PEER)
-        assert await reports.next() == (3.0, ProbeFailed(PEER, "timed out after 3.0 s"))
+        at, event = await reports.next()
+        assert (at, event) == (3.0, ProbeFailed(PEER, "timed out after 3.0 s"))
+        assert isinstance(event, ProbeFailed)
+        assert event.kind == "timeout"  # as counted:
         assert cancelled.is_set()
         assert dict(prober.statistics().failures_by_kind) == {"timeout": 1}
 
@@ -979,7 +982,10 @@ async def test_a_refused_watch_is_reported_and_retried() -> None:
         prober.probe(PEER)
         assert await reports.next_event() == ProbeFailed(PEER, "connection refused")
         prober.probe(PEER)
-        assert await reports.next_event() == ProbeFailed(PEER, "connection refused")
+        event = await reports.next_event()
+        assert event == ProbeFailed(PEER, "connection refused")
+        assert isinstance(event, ProbeFailed)
+        assert event.kind == "refused"
     assert attempts == 2
 
 
