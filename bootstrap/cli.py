@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ._version import __version__
-from .commands import demo, node, status
+from .commands import demo, doctor, node, status
 from .commands.options import apply_environment
 from .sim import cli as simulate
 
@@ -22,6 +22,7 @@ _COMMANDS = {
     "node": (node, "run one bootstrap node until SIGINT/SIGTERM"),
     "demo": (demo, "run N nodes on 127.0.0.x in one process and watch them form a cluster"),
     "status": (status, "pretty-print a node's /bootstrap/status"),
+    "doctor": (doctor, "read the nodes' statuses and say why the cluster has not formed"),
     "simulate": (simulate, "run the deterministic many-node simulation"),
 }
 

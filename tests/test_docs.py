@@ -46,7 +46,7 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 # Environment variable names as the docs spell them (``BOOTSTRAP_<FLAG>`` itself does not match).
 _BOOTSTRAP_VARIABLE = re.compile(r"\bBOOTSTRAP_[A-Z0-9_]+\b")
 # Commands whose help docs/node.md pastes verbatim (``node`` is documented by tables instead).
-_PASTED_HELP = ("demo", "status", "simulate")
+_PASTED_HELP = ("demo", "status", "doctor", "simulate")
 
 
 def render_settings_table() -> str:
@@ -151,7 +151,7 @@ def _normalised(text: str) -> str:
     return " ".join(text.split())
 
 
-@pytest.mark.parametrize("command", ["node", "demo", "status", "simulate"])
+@pytest.mark.parametrize("command", ["node", "demo", "status", "doctor", "simulate"])
 def test_every_flag_is_documented_in_the_node_page(command: str) -> None:
     """Every --flag of a cluster-bootstrap command appears in docs/node.md."""
     _, subparsers = build_parser()

@@ -1,0 +1,184 @@
+"""``cluster-bootstrap doctor URL...``: read the nodes' statuses and say why no cluster formed.
+
+The I/O lives here: reading ``/bootstrap/status`` from the nodes given, then (unless
+``--no-follow``) from every contact point their statuses list, at most ``--max-nodes`` in all,
+several at a time. The reasoning lives in :mod:`bootstrap.diagnosis`. Exit status: 0 when every
+node read has joined one cluster and nothing is wrong, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import ssl
+from collections.abc import Mapping
+
+import httpx
+import trio
+
+from ..core.wire import STATUS_PATH
+from ..diagnosis import Reading, Report, diagnose
+from ..error_chain import causes
+from ..prober import tls_failure_reason
+from .security import add_security_arguments, status_client_options
+
+__all__ = ["add_arguments", "format_report", "run"]
+
+#: Statuses read at once: enough to read a large cluster's in a few round trips, few enough not
+#: to look like a flood to the nodes' connection limits.
+_CONCURRENT_READS = 8
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "urls", nargs="+", metavar="URL", help="nodes' base URLs, e.g. http://127.0.0.1:8558"
+    )
+    parser.add_argument(
+        "--no-follow",
+        action="store_true",
+        help="read only the nodes given, not every contact point their statuses list",
+    )
+    parser.add_argument(
+        "--max-nodes",
+        type=int,
+        default=64,
+        metavar="N",
+        help="read at most this many statuses (default 64)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, metavar="S", help="seconds per read (default 5)"
+    )
+    add_security_arguments(parser, node=False)
+    parser.set_defaults(parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_nodes < 1:
+        args.parser.error("argument --max-nodes: must be at least 1")
+    headers, tls = status_client_options(args.parser, args)
+    starts = [_contact_point_and_scheme(url, tls) for url in args.urls]
+    readings = trio.run(
+        _read_all,
+        starts,
+        headers,
+        tls,
+        args.timeout,
+        not args.no_follow,
+        args.max_nodes,
+    )
+    report = diagnose(readings, resolve=_resolve)
+    print(format_report(report))
+    return 0 if report.formed else 1
+
+
+def _contact_point_and_scheme(url: str, tls: ssl.SSLContext | None) -> tuple[str, str]:
+    if "://" not in url:
+        url = ("http://" if tls is None else "https://") + url
+    scheme, _, rest = url.partition("://")
+    return rest.split("/", 1)[0], scheme
+
+
+async def _read_all(
+    starts: list[tuple[str, str]],
+    headers: dict[str, str],
+    tls: ssl.SSLContext | None,
+    read_timeout: float,
+    follow: bool,
+    max_nodes: int,
+) -> list[Reading]:
+    readings: dict[str, Reading] = {}
+    limiter = trio.CapacityLimiter(_CONCURRENT_READS)
+    scheme = starts[0][1]
+    async with httpx.AsyncClient(
+        headers=headers, timeout=read_timeout, verify=True if tls is None else tls
+    ) as client:
+
+        async def read(contact_point: str, scheme: str) -> None:
+            async with limiter:
+                reading = await _read(client, contact_point, scheme)
+            readings[contact_point] = reading
+            if follow and reading.status is not None:
+                for point in _listed(reading.status):
+                    if point not in readings and len(readings) < max_nodes:
+                        readings[point] = Reading(point)  # claimed: read once
+                        nursery.start_soon(read, point, scheme)
+
+        async with trio.open_nursery() as nursery:
+            for contact_point, start_scheme in starts[:max_nodes]:
+                if contact_point not in readings:
+                    readings[contact_point] = Reading(contact_point)
+                    nursery.start_soon(read, contact_point, start_scheme or scheme)
+    return sorted(readings.values(), key=lambda reading: reading.contact_point)
+
+
+def _listed(status: Mapping[str, object]) -> list[str]:
+    points = status.get("contactPoints")
+    if not isinstance(points, list):
+        return []
+    listed = [point.get("contactPoint") for point in points if isinstance(point, dict)]
+    return [point for point in listed if isinstance(point, str) and point]
+
+
+async def _read(client: httpx.AsyncClient, contact_point: str, scheme: str) -> Reading:
+    url = f"{scheme}://{contact_point}{STATUS_PATH}"
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as error:
+        tls_reason = tls_failure_reason(causes(error))
+        if tls_reason is not None:
+            return Reading(contact_point, error_kind="tls", error=f"{url}: {tls_reason}")
+        return Reading(contact_point, error_kind="unreachable", error=f"{url}: {error!r}")
+    if response.status_code == 401:
+        hint = (
+            "it refused the secret of --secret-file"
+            if "Authorization" in client.headers
+            else "it requires the cluster's secret"
+        )
+        return Reading(contact_point, error_kind="unauthorized", error=f"{url}: HTTP 401: {hint}")
+    try:
+        response.raise_for_status()
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as error:
+        return Reading(contact_point, error_kind="invalid", error=f"{url}: {error}")
+    if not isinstance(body, dict):
+        return Reading(contact_point, error_kind="invalid", error=f"{url}: not a status document")
+    return Reading(contact_point, status=body)
+
+
+def _resolve(host: str) -> frozenset[str]:
+    """The addresses ``host`` resolves to here (empty if it does not)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return frozenset()
+    return frozenset(str(info[4][0]) for info in infos)
+
+
+def format_report(report: Report) -> str:
+    """The doctor's output: one line per node read, then each finding with what to change."""
+    lines = [
+        f"read {sum(r.status is not None for r in report.readings)} of {len(report.readings)} nodes"
+    ]
+    for reading in report.readings:
+        status = reading.status
+        if status is None:
+            lines.append(f"  {reading.contact_point:<28} unreadable ({reading.error_kind})")
+            continue
+        phase = status.get("phase")
+        joined = " joined" if status.get("joined") is True else ""
+        waiting = status.get("waitingOn")
+        tail = f" (waiting on {waiting})" if isinstance(waiting, str) and waiting else ""
+        lines.append(f"  {reading.contact_point:<28} {phase}{joined}{tail}")
+    lines.append("")
+    if report.formed:
+        seeds = ", ".join(sorted(report.clusters[0]))
+        lines.append(f"FORMED: one cluster, seed nodes {seeds}")
+        return "\n".join(lines)
+    count = len(report.findings)
+    lines.append(f"NOT FORMED: {count} finding{'s' if count != 1 else ''}")
+    for number, finding in enumerate(report.findings, 1):
+        lines.append("")
+        lines.append(f"{number}. {finding.title}")
+        lines.extend(f"   {detail}" for detail in finding.details)
+        lines.append(f"   what to change: {finding.advice}")
+    return "\n".join(lines)
