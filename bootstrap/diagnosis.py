@@ -78,18 +78,17 @@ def diagnose(readings: Sequence[Reading], *, resolve: Resolver | None = None) ->
             unique.setdefault(_name(reading.status), reading.status)
     statuses = list(unique.values())
     clusters = _clusters(statuses)
-    findings: list[Finding] = []
+    # Two clusters first: the one outcome worse than none.
+    findings = [_two_clusters(clusters, statuses)] if len(clusters) > 1 else []
     for status in statuses:
         findings += _discovery_failing(status)
         findings += _self_not_discovered(status, resolve)
         findings += _required_above_discovered(status)
-        findings += _security_mismatch(status)
         findings += _founding_round(status, statuses)
+    findings += _security_mismatch(statuses)
     findings += _silent_peers(statuses)
     findings = _with_unreadable(findings, readings)
     findings += _formation_rules_differ(statuses)
-    if len(clusters) > 1:
-        findings.append(_two_clusters(clusters, statuses))
     explained = {node for finding in findings for node in finding.about}
     for status in statuses:
         if _name(status) not in explained:
@@ -254,13 +253,18 @@ def _required_above_discovered(status: Mapping[str, object]) -> list[Finding]:
     ]
 
 
-def _security_mismatch(status: Mapping[str, object]) -> list[Finding]:
+def _security_mismatch(statuses: Sequence[Mapping[str, object]]) -> list[Finding]:
+    """Pairs of nodes whose probes fail on the secret or on TLS, one finding per pair."""
     findings = []
-    for point in _points(status):
+    pairs: set[frozenset[str]] = set()
+    for status, point in [(s, p) for s in statuses for p in _points(s)]:
         kind = point.get("lastFailureKind")
         if kind not in ("unauthorized", "tls") or point.get("fresh") is True:
             continue
         peer = _text(point, "contactPoint")
+        if frozenset((_name(status), peer)) in pairs:
+            continue  # the other side of a pair already reported
+        pairs.add(frozenset((_name(status), peer)))
         if kind == "unauthorized":
             title = f"{_name(status)} and {peer} do not share the same secret"
             advice = (

@@ -140,3 +140,32 @@ def test_any_documents_are_diagnosed_without_an_exception(statuses: list[dict[st
     assert isinstance(format_report(report), str)
     if report.formed:
         assert all(status.get("joined") is True for status in statuses)
+
+
+def test_a_secret_mismatch_seen_from_both_sides_is_one_finding() -> None:
+    def refused_by(me: str, peer: str) -> dict[str, Any]:
+        return {
+            "phase": "probing",
+            "decision": None,
+            "waitingOn": "required-contact-points",
+            "selfContactPoint": me,
+            "contactPoints": [
+                {
+                    "contactPoint": peer,
+                    "fresh": False,
+                    "consecutiveFailures": 4,
+                    "lastFailure": f"HTTP 401 from {peer}: it refused our secret",
+                    "lastFailureKind": "unauthorized",
+                }
+            ],
+        }
+
+    report = diagnose(
+        [
+            Reading("a:1", status=refused_by("a:1", "b:1")),
+            Reading("b:1", status=refused_by("b:1", "a:1")),
+        ]
+    )
+    assert [finding.title for finding in report.findings] == [
+        "a:1 and b:1 do not share the same secret"
+    ]
