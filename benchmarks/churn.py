@@ -41,6 +41,7 @@ import os
 import platform
 import random
 import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -62,6 +63,7 @@ from benchmarks.node_processes import (
     PekkoProcess,
 )
 from benchmarks.pekko.driver import PekkoNodeConfig, build_jar, java_available, write_contact_points
+from bootstrap.core.wire import METRICS_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "churn"
@@ -187,10 +189,11 @@ class Run:
             delay = self.started_at + tick * self.args.sample_every - time.time()
             self._stop_sampling.wait(max(0.0, delay))
 
-    def _sample_once(self) -> None:
-        now = time.time()
-        live = {node.address: node for node in list(self.nodes.values()) if node.alive}
-        # One read per network namespace (all nodes share one under loopback isolation).
+    def _socket_tables(
+        self, live: dict[str, NodeProcess]
+    ) -> tuple[dict[int, list[procfs.TcpSocket]], dict[str, int]]:
+        """The live nodes' socket tables, one read per network namespace (all nodes share one
+        under loopback isolation), and which table is each node's."""
         tables: dict[int, list[procfs.TcpSocket]] = {}
         owner: dict[str, int] = {}
         for address, node in live.items():
@@ -199,6 +202,12 @@ class Run:
                 if namespace not in tables:
                     tables[namespace] = procfs.tcp_sockets(node.pid)
                 owner[address] = namespace
+        return tables, owner
+
+    def _sample_once(self) -> None:
+        now = time.time()
+        live = {node.address: node for node in list(self.nodes.values()) if node.alive}
+        tables, owner = self._socket_tables(live)
         new_by_client = self.tracker.observe(
             socket for table in tables.values() for socket in table
         )
@@ -240,6 +249,57 @@ class Run:
             except ProcessLookupError:
                 series["cpu_seconds"].append(None)
                 series["rss_bytes"].append(None)
+
+    def cross_check_connections(self) -> dict[str, Any] | None:
+        """Each live node's ``connections_opened_total`` from its ``/metrics`` beside the
+        kernel's count of the connections it opened (``None`` for nodes without /metrics).
+
+        Sampling stops first, then the kernel's table is read once more, then each node is
+        scraped from inside its namespace: the scrape's own connection (from the node's address
+        to itself) comes after the kernel count, so it is not counted.
+        """
+        if not self.strategy.startswith("ours"):
+            return None  # the anchor's emulation and Pekko serve no /metrics
+        self._stop_sampling.set()
+        if self._sampler.is_alive():
+            self._sampler.join()
+        live = {node.address: node for node in list(self.nodes.values()) if node.alive}
+        tables, _ = self._socket_tables(live)
+        self.tracker.observe(socket for table in tables.values() for socket in table)
+        kernel = self.tracker.total_by_client
+        per_node: dict[str, dict[str, Any]] = {}
+        for index, node in sorted(self.nodes.items()):
+            if node.address not in live:
+                continue
+            url = f"http://{node.address}:{self.args.port}{METRICS_PATH}"
+            scrape = subprocess.run(
+                [
+                    *self.isolation.command_prefix(index),
+                    sys.executable,
+                    "-m",
+                    "benchmarks.metrics_scrape",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=ROOT,
+                check=False,
+            )
+            try:
+                scraped = json.loads(scrape.stdout)
+            except json.JSONDecodeError:
+                scraped = {"error": scrape.stderr.strip()[-300:] or "no output"}
+            per_node[node.address] = {
+                "metrics": scraped.get("connections_opened"),
+                "kernel": kernel.get(node.address, 0),
+                **({"error": scraped["error"]} if "error" in scraped else {}),
+            }
+        return {
+            "per_node": per_node,
+            "nodes_checked": len(per_node),
+            "nodes_equal": sum(n["metrics"] == n["kernel"] for n in per_node.values()),
+        }
 
     # waiting for the cluster
 
@@ -430,7 +490,12 @@ def run_stalled(
                 run.start_node(index)
             run.wait_listening(late)
             late_arrival = run.outcome(up + late, timeout=args.late_timeout)
-        return run.record(summary=summary, late_arrival=late_arrival, stall_seconds=stall_end)
+        return run.record(
+            summary=summary,
+            late_arrival=late_arrival,
+            stall_seconds=stall_end,
+            connections_cross_check=run.cross_check_connections(),
+        )
     finally:
         run.stop_all()
 
@@ -459,7 +524,9 @@ def run_formation(
         run.wait_listening(everyone)
         formation = run.outcome(everyone, timeout=args.formation_timeout)
         formation["start_order"] = order
-        return run.record(formation=formation)
+        return run.record(
+            formation=formation, connections_cross_check=run.cross_check_connections()
+        )
     finally:
         run.stop_all()
 
@@ -540,7 +607,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def print_table(runs: list[dict[str, Any]]) -> None:
     print(
         f"{'scenario':<10} {'strategy':<14} {'interval':>8} {'sockets/node':>12} {'founder':>7} "
-        f"{'TIME_WAIT':>9} {'new conn/s':>10} {'CPU %':>6} {'joined after':>13}"
+        f"{'TIME_WAIT':>9} {'new conn/s':>10} {'CPU %':>6} {'joined after':>13} "
+        f"{'/metrics = kernel':>17}"
     )
     for run in runs:
         summary = run.get("summary") or {}
@@ -550,13 +618,15 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             if not outcome
             else (f"{outcome['seconds_after_last_start']:.2f} s" if outcome["formed"] else "never")
         )
+        check = run.get("connections_cross_check")
+        checked = "n/a" if not check else f"{check['nodes_equal']} of {check['nodes_checked']}"
         print(
             f"{run['scenario']:<10} {run['strategy']:<14} {run['probe_interval']:>7g}s "
             f"{summary.get('tcp_sockets_per_node', ''):>12} "
             f"{summary.get('tcp_sockets_founder', ''):>7} "
             f"{summary.get('time_wait_per_node_at_end', ''):>9} "
             f"{summary.get('new_connections_per_node_per_second_kernel', ''):>10} "
-            f"{summary.get('cpu_percent_per_node', ''):>6} {joined:>13}",
+            f"{summary.get('cpu_percent_per_node', ''):>6} {joined:>13} {checked:>17}",
             flush=True,
         )
 
