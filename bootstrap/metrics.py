@@ -43,6 +43,7 @@ class MetricsSnapshot:
 
     phase: Phase
     decided: bool
+    formed_cluster: bool  # decided to form (JoinSelf): the founder
     joined: bool
     decision_seconds: float | None  # from the node's start to its decision
     contact_points_discovered: int
@@ -75,6 +76,11 @@ class NodeMetrics(Collector):
         yield phase
         yield gauge("decided", "1 once the node has decided (form or join)", now.decided)
         yield gauge("joined", "1 once the membership has joined", now.joined)
+        yield gauge(
+            "formed_cluster",
+            "1 while this node's decision is to form a new cluster (the founder)",
+            now.formed_cluster,
+        )
         if now.decision_seconds is not None:
             yield gauge(
                 "decision_seconds",

@@ -326,6 +326,7 @@ class Node:
         return MetricsSnapshot(
             phase=machine.phase,
             decided=machine.decision is not None,
+            formed_cluster=isinstance(machine.decision, JoinSelf),
             joined=self.joined,
             decision_seconds=(
                 None if decided_at is None or started_at is None else decided_at - started_at

@@ -209,6 +209,7 @@ def test_every_metric_is_documented_and_every_documented_metric_exists() -> None
     snapshot = MetricsSnapshot(
         phase=Phase.PROBING,
         decided=False,
+        formed_cluster=False,
         joined=False,
         decision_seconds=1.0,  # present once decided: included here so it is checked too
         contact_points_discovered=0,

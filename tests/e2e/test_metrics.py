@@ -102,6 +102,7 @@ def check_node(
     assert value(samples, "decision_seconds") > 0
     # The founder decided to form (0); the others saw one cluster when they decided to join.
     assert value(samples, "clusters_at_decision") == (0 if node.decision == JoinSelf() else 1)
+    assert value(samples, "formed_cluster") == (1 if node.decision == JoinSelf() else 0)
     assert value(samples, "formation_overdue") == 0
     probes = value(samples, "probes_sent_total")
     assert before.probes_sent <= probes <= after.probes_sent
