@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import trustme
 
+from bootstrap import ContactPoint
 from bootstrap.security import Security
 from tests.helpers.ports import free_port
 
@@ -57,15 +58,24 @@ def doctor(*args: str) -> tuple[int, str]:
     return result.returncode, result.stdout
 
 
+def static_nodes(
+    points: list[ContactPoint], *flags: str, listed: str | None = None
+) -> list[list[str]]:
+    """The arguments of one node per point, each discovering ``listed`` (default: every point)."""
+    listing = ",".join(map(str, points)) if listed is None else listed
+    return [
+        ["--contact-point", str(point), "--contact-points", listing, *flags, *FAST]
+        for point in points
+    ]
+
+
 def waiting_on(rule: str) -> Callable[[Status], bool]:
     return lambda status: status.get("waitingOn") == rule
 
 
 def test_a_formed_cluster_exits_0() -> None:
     points = loopback_points(3, free_port(), first=81)
-    listing = ",".join(map(str, points))
-    args = [["--contact-point", str(p), "--contact-points", listing, *FAST] for p in points]
-    with node_processes(args):
+    with node_processes(static_nodes(points)):
         for point in points:
             wait_for(f"http://{point}", lambda status: status["joined"])
         code, output = doctor(f"http://{points[1]}")  # the others are found through it
@@ -102,12 +112,7 @@ def test_the_self_contact_point_missing_from_discovery_a_host_name_against_an_ip
 
 def test_required_contact_points_above_the_number_discovered() -> None:
     points = loopback_points(2, free_port(), first=84)
-    listing = ",".join(map(str, points))
-    args = [
-        ["--contact-point", str(p), "--contact-points", listing, "--required-contact-points", "3"]
-        for p in points
-    ]
-    with node_processes([[*a, *FAST] for a in args]):
+    with node_processes(static_nodes(points, "--required-contact-points", "3")):
         wait_for(f"http://{points[0]}", waiting_on("required-contact-points"))
         code, output = doctor(f"http://{points[0]}")
     assert code == 1, output
@@ -120,8 +125,7 @@ def test_a_peer_that_never_answers_with_its_last_failure() -> None:
     points = loopback_points(3, free_port(), first=86)
     silent = points[2]  # discovered, nobody listens there
     listing = ",".join(map(str, points))
-    args = [["--contact-point", str(p), "--contact-points", listing, *FAST] for p in points[:2]]
-    with node_processes(args):
+    with node_processes(static_nodes(points[:2], listed=listing)):
         wait_for(f"http://{points[0]}", waiting_on("contact-with-all"))
         code, output = doctor(f"http://{points[0]}")
     assert code == 1, output
@@ -163,10 +167,10 @@ def test_two_clusters_observed() -> None:
     # Each node discovers only itself: each forms its own cluster.
     points = loopback_points(2, free_port(), first=90)
     args = [
-        ["--contact-point", str(p), "--contact-points", str(p), "--required-contact-points", "1"]
-        for p in points
+        *static_nodes(points[:1], "--required-contact-points", "1"),
+        *static_nodes(points[1:], "--required-contact-points", "1"),
     ]
-    with node_processes([[*a, *FAST] for a in args]):
+    with node_processes(args):
         for point in points:
             wait_for(f"http://{point}", lambda status: status["joined"])
         code, output = doctor(*(f"http://{point}" for point in points))
@@ -182,16 +186,8 @@ def test_a_founding_round_waiting_for_a_promise() -> None:
     points = loopback_points(2, free_port(), first=92)
     listing = ",".join(map(str, points))
     args = [
-        ["--contact-point", str(points[0]), "--contact-points", listing, *FAST],
-        [
-            "--contact-point",
-            str(points[1]),
-            "--contact-points",
-            listing,
-            "--formation",
-            "lowest-address",
-            *FAST,
-        ],
+        *static_nodes(points[:1], listed=listing),
+        *static_nodes(points[1:], "--formation", "lowest-address", listed=listing),
     ]
     with node_processes(args):
         wait_for(f"http://{points[0]}", waiting_on("founding-round"))
