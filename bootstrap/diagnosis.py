@@ -36,6 +36,8 @@ class Reading:
     #: Why there is no status: ``unauthorized``, ``tls``, ``unreachable`` or ``invalid``.
     error_kind: str | None = None
     error: str | None = None
+    #: Asked for by the user (a URL given), not found in a status's contact points.
+    given: bool = True
 
 
 @attrs.frozen
@@ -48,6 +50,9 @@ class Finding:
     #: The contact points of the nodes it concerns (a node already explained by a finding gets
     #: no "still waiting" one).
     about: tuple[str, ...] = ()
+    #: Worth knowing, but no reason the cluster is not formed (a listed contact point the doctor
+    #: cannot reach while every node read has joined).
+    note: bool = False
 
 
 @attrs.frozen
@@ -60,13 +65,23 @@ class Report:
     @property
     def formed(self) -> bool:
         """Every node read has joined, they are one cluster, and nothing is wrong."""
-        statuses = [reading.status for reading in self.readings]
+        given = [reading.status for reading in self.readings if reading.given]
+        read = [reading.status for reading in self.readings if reading.status is not None]
         return (
-            bool(statuses)
-            and all(status is not None and status.get("joined") is True for status in statuses)
+            bool(read)
+            and all(status is not None for status in given)
+            and all(status.get("joined") is True for status in read)
             and len(self.clusters) == 1
-            and not self.findings
+            and not self.problems
         )
+
+    @property
+    def problems(self) -> tuple[Finding, ...]:
+        return tuple(finding for finding in self.findings if not finding.note)
+
+    @property
+    def notes(self) -> tuple[Finding, ...]:
+        return tuple(finding for finding in self.findings if finding.note)
 
 
 def diagnose(readings: Sequence[Reading], *, resolve: Resolver | None = None) -> Report:
@@ -87,7 +102,7 @@ def diagnose(readings: Sequence[Reading], *, resolve: Resolver | None = None) ->
         findings += _founding_round(status, statuses)
     findings += _security_mismatch(statuses)
     findings += _silent_peers(statuses)
-    findings = _with_unreadable(findings, readings)
+    findings = _with_unreadable(findings, readings, all_joined=_all_joined(statuses))
     findings += _formation_rules_differ(statuses)
     explained = {node for finding in findings for node in finding.about}
     for status in statuses:
@@ -136,10 +151,17 @@ def _split(contact_point: str) -> tuple[str, str]:
 # --- the findings -----------------------------------------------------------------------------
 
 
-def _with_unreadable(findings: list[Finding], readings: Sequence[Reading]) -> list[Finding]:
+def _all_joined(statuses: Sequence[Mapping[str, object]]) -> bool:
+    return bool(statuses) and all(status.get("joined") is True for status in statuses)
+
+
+def _with_unreadable(
+    findings: list[Finding], readings: Sequence[Reading], *, all_joined: bool
+) -> list[Finding]:
     """``findings``, and the nodes the doctor could not read: as a detail of a finding about
     that node (a peer that answers nobody, a secret mismatch), else as a finding of their own,
-    first since it limits what the others can tell."""
+    first since it limits what the others can tell. A contact point only listed (not given)
+    while every node read has joined is a note: discovery lists it, yet the cluster formed."""
     unreadable: list[Finding] = []
     for reading in readings:
         if reading.status is not None:
@@ -167,7 +189,15 @@ def _with_unreadable(findings: list[Finding], readings: Sequence[Reading]) -> li
                 "check that a node runs there and that this machine can reach it (a pod IP may "
                 "be reachable only from inside the cluster: run the doctor there)"
             )
-        unreadable.append(Finding(f"could not read the status of {point}", (error,), advice))
+        note = all_joined and not reading.given
+        if note:
+            advice = (
+                "every node read has joined; discovery lists this contact point too: a replica "
+                "not started yet, or an address discovery still returns for one that is gone"
+            )
+        unreadable.append(
+            Finding(f"could not read the status of {point}", (error,), advice, note=note)
+        )
     return unreadable + findings
 
 

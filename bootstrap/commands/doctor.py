@@ -9,10 +9,12 @@ node read has joined one cluster and nothing is wrong, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import functools
 import socket
 import ssl
 from collections.abc import Mapping
 
+import attrs
 import httpx
 import trio
 
@@ -88,26 +90,28 @@ async def _read_all(
 ) -> list[Reading]:
     readings: dict[str, Reading] = {}
     limiter = trio.CapacityLimiter(_CONCURRENT_READS)
-    scheme = starts[0][1]
     async with httpx.AsyncClient(
         headers=headers, timeout=read_timeout, verify=True if tls is None else tls
     ) as client:
 
-        async def read(contact_point: str, scheme: str) -> None:
+        async def read(contact_point: str, scheme: str, *, given: bool) -> None:
+            # A contact point its status lists is read with the scheme this node was read with.
             async with limiter:
                 reading = await _read(client, contact_point, scheme)
-            readings[contact_point] = reading
+            readings[contact_point] = attrs.evolve(reading, given=given)
             if follow and reading.status is not None:
                 for point in _listed(reading.status):
                     if point not in readings and len(readings) < max_nodes:
                         readings[point] = Reading(point)  # claimed: read once
-                        nursery.start_soon(read, point, scheme)
+                        nursery.start_soon(functools.partial(read, point, scheme, given=False))
 
         async with trio.open_nursery() as nursery:
             for contact_point, start_scheme in starts[:max_nodes]:
                 if contact_point not in readings:
                     readings[contact_point] = Reading(contact_point)
-                    nursery.start_soon(read, contact_point, start_scheme or scheme)
+                    nursery.start_soon(
+                        functools.partial(read, contact_point, start_scheme, given=True)
+                    )
     return sorted(readings.values(), key=lambda reading: reading.contact_point)
 
 
@@ -173,12 +177,17 @@ def format_report(report: Report) -> str:
     if report.formed:
         seeds = ", ".join(sorted(report.clusters[0]))
         lines.append(f"FORMED: one cluster, seed nodes {seeds}")
-        return "\n".join(lines)
-    count = len(report.findings)
-    lines.append(f"NOT FORMED: {count} finding{'s' if count != 1 else ''}")
-    for number, finding in enumerate(report.findings, 1):
+    else:
+        count = len(report.problems)
+        lines.append(f"NOT FORMED: {count} finding{'s' if count != 1 else ''}")
+    for number, finding in enumerate(report.problems, 1):
         lines.append("")
         lines.append(f"{number}. {finding.title}")
         lines.extend(f"   {detail}" for detail in finding.details)
         lines.append(f"   what to change: {finding.advice}")
+    for finding in report.notes:
+        lines.append("")
+        lines.append(f"note: {finding.title}")
+        lines.extend(f"   {detail}" for detail in finding.details)
+        lines.append(f"   {finding.advice}")
     return "\n".join(lines)

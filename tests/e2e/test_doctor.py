@@ -84,6 +84,24 @@ def test_a_formed_cluster_exits_0() -> None:
     assert f"FORMED: one cluster, seed nodes http://{points[0]}" in output
 
 
+def test_formed_with_a_listed_contact_point_nobody_serves_exits_0_with_a_note() -> None:
+    points = loopback_points(4, free_port(), first=76)
+    gone = points[3]  # discovery still lists it; nothing listens there
+    flags = ["--required-contact-points", "3", "--no-contact-with-all-contact-points"]
+    listing = ",".join(map(str, points))
+    with node_processes(static_nodes(points[:3], *flags, listed=listing)):
+        for point in points[:3]:
+            wait_for(f"http://{point}", lambda status: status["joined"])
+        code, output = doctor(f"http://{points[0]}")
+        assert code == 0, output
+        assert f"FORMED: one cluster, seed nodes http://{points[0]}" in output
+        assert f"note: could not read the status of {gone}" in output
+        # Given by the user, the same contact point is a reason to exit 1: it was asked for.
+        code, output = doctor(f"http://{points[0]}", f"http://{gone}")
+    assert code == 1, output
+    assert f"1. could not read the status of {gone}" in output
+
+
 def test_the_self_contact_point_missing_from_discovery_a_host_name_against_an_ip() -> None:
     port = free_port()
     # The first node calls itself "localhost"; discovery lists it by its address. The second
