@@ -98,8 +98,8 @@ def diagnose(readings: Sequence[Reading], *, resolve: Resolver | None = None) ->
     for status in statuses:
         findings += _discovery_failing(status)
         findings += _self_not_discovered(status, resolve)
-        findings += _required_above_discovered(status)
         findings += _founding_round(status, statuses)
+    findings += _required_above_discovered(statuses)
     findings += _security_mismatch(statuses)
     findings += _silent_peers(statuses)
     findings = _with_unreadable(findings, readings, all_joined=_all_joined(statuses))
@@ -264,23 +264,33 @@ def _self_not_discovered(status: Mapping[str, object], resolve: Resolver | None)
     ]
 
 
-def _required_above_discovered(status: Mapping[str, object]) -> list[Finding]:
-    required = _setting(status, "requiredContactPoints")
-    listed = [_text(point, "contactPoint") for point in _points(status)]
-    if _waiting_on(status) == "discovery":
-        return []  # no discovery result yet: that is the finding
-    if _decided(status) or not isinstance(required, int) or len(listed) >= required:
-        return []  # (enough discovered: the ones not answering are the finding)
-    return [
-        Finding(
-            f"{_name(status)} requires {required} contact points but discovery lists {len(listed)}",
-            ("discovered: " + (", ".join(listed) or "nothing"),),
-            "lower --required-contact-points to at most the replicas you run (discovery "
-            f"lists {len(listed)} now), or find why discovery lists fewer: replicas not started, "
-            "a label selector or DNS name that misses some",
-            about=(_name(status),),
+def _required_above_discovered(statuses: Sequence[Mapping[str, object]]) -> list[Finding]:
+    """Undecided nodes that require more contact points than discovery lists: one finding for
+    the nodes that share the setting and the same discovery result."""
+    groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+    for status in statuses:
+        required = _setting(status, "requiredContactPoints")
+        listed = tuple(_text(point, "contactPoint") for point in _points(status))
+        if _waiting_on(status) == "discovery":
+            continue  # no discovery result yet: that is the finding
+        if _decided(status) or not isinstance(required, int) or len(listed) >= required:
+            continue  # (enough discovered: the ones not answering are the finding)
+        groups.setdefault((required, listed), []).append(_name(status))
+    findings = []
+    for (required, listed), names in groups.items():
+        verb = "requires" if len(names) == 1 else "require"
+        findings.append(
+            Finding(
+                f"{', '.join(names)} {verb} {required} contact points but discovery lists "
+                f"{len(listed)}",
+                ("discovered: " + (", ".join(listed) or "nothing"),),
+                "lower --required-contact-points to at most the replicas you run (discovery "
+                f"lists {len(listed)} now), or find why discovery lists fewer: replicas not "
+                "started, a label selector or DNS name that misses some",
+                about=tuple(names),
+            )
         )
-    ]
+    return findings
 
 
 def _security_mismatch(statuses: Sequence[Mapping[str, object]]) -> list[Finding]:
