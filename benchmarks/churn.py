@@ -76,6 +76,8 @@ DEFAULT_LISTEN_TIMEOUT = 30.0
 # Sockets and connections are judged after the first probe round: the first seconds are the
 # same for every strategy (each peer is connected once).
 WARM_UP = 5.0
+#: Scrape, kernel, scrape: taken again while a node's two scrapes differ, at most this often.
+_CROSS_CHECK_ATTEMPTS = 5
 METRICS = (
     "tcp_sockets",
     "established",
@@ -121,6 +123,10 @@ class Run:
         self._driver_seen: dict[str, int] = {}
         self._stop_sampling = threading.Event()
         self._sampler = threading.Thread(target=self._sample_every_second, daemon=True)
+        # Samples taken, and the kernel's totals after the last one (cross_check_connections).
+        self._sampled = threading.Condition()
+        self._samples_taken = 0
+        self._kernel_totals: dict[str, int] = {}
 
     # nodes
 
@@ -211,6 +217,10 @@ class Run:
         new_by_client = self.tracker.observe(
             socket for table in tables.values() for socket in table
         )
+        with self._sampled:
+            self._samples_taken += 1
+            self._kernel_totals = self.tracker.total_by_client
+            self._sampled.notify_all()
         self.t.append(round(now - self.started_at, 3))
         for address in self.addresses:
             series = self.per_node[address]
@@ -253,53 +263,93 @@ class Run:
     def cross_check_connections(self) -> dict[str, Any] | None:
         """Each live node's ``connections_opened_total`` from its ``/metrics`` beside the
         kernel's count of the connections it opened (``None`` for nodes without /metrics).
+        The two are equal unless a connect was cancelled in flight (a probe cut short by a
+        change of the probe set): the kernel may have completed it, the prober counts it in
+        ``connects_cancelled_total``, so the kernel's count lies between opened and opened plus
+        cancelled.
 
-        Sampling stops first, then the kernel's table is read once more, then each node is
-        scraped from inside its namespace: the scrape's own connection (from the node's address
-        to itself) comes after the kernel count, so it is not counted.
+        Taken while sampling goes on, at a quiet moment (the end of a stall: no node decides,
+        so none cancels a probe in the middle of a connect). Every node is scraped, then the
+        next sample's kernel totals are taken, then every node is scraped again. A node whose
+        two scrapes agree opened nothing meanwhile, so the kernel's count must be the same
+        figure; the others are checked again, at most ``_CROSS_CHECK_ATTEMPTS`` times. The
+        scrapes leave from 127.0.0.1 (``benchmarks/metrics_scrape.py``), never a node's
+        address, so the kernel does not count them as the node's.
         """
         if not self.strategy.startswith("ours"):
             return None  # the anchor's emulation and Pekko serve no /metrics
-        self._stop_sampling.set()
-        if self._sampler.is_alive():
-            self._sampler.join()
-        live = {node.address: node for node in list(self.nodes.values()) if node.alive}
-        tables, _ = self._socket_tables(live)
-        self.tracker.observe(socket for table in tables.values() for socket in table)
-        kernel = self.tracker.total_by_client
         per_node: dict[str, dict[str, Any]] = {}
-        for index, node in sorted(self.nodes.items()):
-            if node.address not in live:
-                continue
-            url = f"http://{node.address}:{self.args.port}{METRICS_PATH}"
-            scrape = subprocess.run(
-                [
-                    *self.isolation.command_prefix(index),
-                    sys.executable,
-                    "-m",
-                    "benchmarks.metrics_scrape",
-                    url,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                cwd=ROOT,
-                check=False,
-            )
-            try:
-                scraped = json.loads(scrape.stdout)
-            except json.JSONDecodeError:
-                scraped = {"error": scrape.stderr.strip()[-300:] or "no output"}
-            per_node[node.address] = {
-                "metrics": scraped.get("connections_opened"),
-                "kernel": kernel.get(node.address, 0),
-                **({"error": scraped["error"]} if "error" in scraped else {}),
-            }
+        pending = [index for index, node in sorted(self.nodes.items()) if node.alive]
+        for attempt in range(1, _CROSS_CHECK_ATTEMPTS + 1):
+            before = {index: self._scrape_connections_opened(index) for index in pending}
+            kernel = self._next_kernel_totals()
+            after = {index: self._scrape_connections_opened(index) for index in pending}
+            unsettled = []
+            for index in pending:
+                failed = "error" in before[index] or "error" in after[index]
+                settled = not failed and before[index] == after[index]
+                address = self.addresses[index]
+                per_node[address] = {
+                    "metrics": after[index].get("connections_opened"),
+                    "cancelled": after[index].get("connects_cancelled"),
+                    "kernel": kernel.get(address, 0),
+                    "settled": settled,
+                    "attempts": attempt,
+                    **(
+                        {"error": after[index].get("error", before[index].get("error"))}
+                        if failed
+                        else {}
+                    ),
+                }
+                if not settled and not failed:
+                    unsettled.append(index)
+            pending = unsettled
+            if not pending:
+                break
         return {
             "per_node": per_node,
             "nodes_checked": len(per_node),
-            "nodes_equal": sum(n["metrics"] == n["kernel"] for n in per_node.values()),
+            "nodes_equal": sum(
+                n["settled"] and n["metrics"] == n["kernel"] for n in per_node.values()
+            ),
+            # A connect cancelled in flight may or may not have completed in the kernel.
+            "nodes_consistent": sum(
+                n["settled"] and n["metrics"] <= n["kernel"] <= n["metrics"] + n["cancelled"]
+                for n in per_node.values()
+            ),
         }
+
+    def _next_kernel_totals(self) -> dict[str, int]:
+        """The kernel's connection totals per client after the next sample the sampler takes."""
+        with self._sampled:
+            taken = self._samples_taken
+            if not self._sampled.wait_for(lambda: self._samples_taken > taken, timeout=30):
+                raise RuntimeError("the sampler took no sample in 30 s")
+            return dict(self._kernel_totals)
+
+    def _scrape_connections_opened(self, index: int) -> dict[str, Any]:
+        """``{"connections_opened": N}`` from node ``index``'s /metrics, read from inside its
+        namespace, or ``{"error": ...}``."""
+        url = f"http://{self.addresses[index]}:{self.args.port}{METRICS_PATH}"
+        scrape = subprocess.run(
+            [
+                *self.isolation.command_prefix(index),
+                sys.executable,
+                "-m",
+                "benchmarks.metrics_scrape",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            check=False,
+        )
+        try:
+            scraped: dict[str, Any] = json.loads(scrape.stdout)
+        except json.JSONDecodeError:
+            scraped = {"error": scrape.stderr.strip()[-300:] or "no output"}
+        return scraped
 
     # waiting for the cluster
 
@@ -484,6 +534,7 @@ def run_stalled(
         time.sleep(max(0.0, run.started_at + args.duration - time.time()))
         stall_end = time.time() - run.started_at
         summary = summarise_stall(run, up, stall_end)
+        cross_check = run.cross_check_connections()
         late_arrival = None
         if late:
             for index in late:
@@ -494,7 +545,7 @@ def run_stalled(
             summary=summary,
             late_arrival=late_arrival,
             stall_seconds=stall_end,
-            connections_cross_check=run.cross_check_connections(),
+            connections_cross_check=cross_check,
         )
     finally:
         run.stop_all()
@@ -524,9 +575,7 @@ def run_formation(
         run.wait_listening(everyone)
         formation = run.outcome(everyone, timeout=args.formation_timeout)
         formation["start_order"] = order
-        return run.record(
-            formation=formation, connections_cross_check=run.cross_check_connections()
-        )
+        return run.record(formation=formation)
     finally:
         run.stop_all()
 

@@ -106,6 +106,9 @@ def sample(node: Node | AnchorNode, wall_offset: float) -> dict[str, object]:
         if decision is None
         else ("join-self" if isinstance(decision, JoinSelf) else "join-seed-nodes"),
         "connections_opened": statistics.prober.connections_opened,
+        "connections_opened_by_peer": {
+            str(peer): count for peer, count in statistics.prober.connections_opened_by_peer.items()
+        },
         "probes_sent": statistics.prober.probes_sent,
         "watch_messages_received": statistics.prober.watch_messages_received,
         "requests_served": server.requests_served,

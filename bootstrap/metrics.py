@@ -117,6 +117,11 @@ class NodeMetrics(Collector):
             "connections_opened", "TCP connections opened to peers", prober.connections_opened
         )
         yield counter(
+            "connects_cancelled",
+            "TCP connects to peers cancelled before they returned (not in connections_opened)",
+            prober.connects_cancelled,
+        )
+        yield counter(
             "watch_messages_received",
             "documents received over watches",
             prober.watch_messages_received,

@@ -201,6 +201,7 @@ class Prober:
                 local_address=self._local_address,
                 tls_context=self._tls_context,
                 connection_opened=self._connection_opened,
+                connect_cancelled=self._connect_cancelled,
             )
         self._watch_client = WatchClient(
             connect=connect_websocket,
@@ -360,12 +361,19 @@ class Prober:
         self._counters.connection_opened(address)
         logger.debug("%s: opened a connection", address)
 
+    def _connect_cancelled(self) -> None:
+        self._counters.connects_cancelled += 1
+
     def _trace_for(self, address: ContactPoint) -> TraceHook:
         # httpx exposes no network-backend hook, but httpcore reports each new TCP connection to
         # the request's ``trace`` extension; a reused connection reports none.
         async def trace(event_name: str, info: Mapping[str, Any]) -> None:
             if event_name == "connection.connect_tcp.complete":
                 self._connection_opened(address)
+            elif event_name == "connection.connect_tcp.failed" and isinstance(
+                info.get("exception"), trio.Cancelled
+            ):
+                self._connect_cancelled()
 
         return trace
 

@@ -98,6 +98,10 @@ class ProberStatistics:
     failures_by_kind: Mapping[str, int] = attrs.field(hash=False)
     peers: int
     open_watches: int
+    #: TCP connects cancelled before they returned (a probe cut short by a decision or a change
+    #: of the probe set). Not in ``connections_opened``, though the kernel may have completed
+    #: some of them: the kernel's count of this node's connections lies between the two sums.
+    connects_cancelled: int = 0
 
 
 @attrs.define
@@ -111,6 +115,7 @@ class Counters:
     watch_messages: int = 0
     open_watches: int = 0
     failures: dict[str, int] = attrs.Factory(dict)
+    connects_cancelled: int = 0
 
     def connection_opened(self, address: ContactPoint) -> None:
         self.connections_opened += 1
@@ -128,4 +133,5 @@ class Counters:
             failures_by_kind=MappingProxyType(dict(self.failures)),
             peers=peers,
             open_watches=self.open_watches,
+            connects_cancelled=self.connects_cancelled,
         )

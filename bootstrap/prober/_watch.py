@@ -149,6 +149,7 @@ class OpenWatch:
     local_address: Callable[[ContactPoint], str | None]
     tls_context: ssl.SSLContext | None
     connection_opened: Callable[[ContactPoint], None]
+    connect_cancelled: Callable[[], None] = lambda: None
 
     async def __call__(
         self,
@@ -160,11 +161,15 @@ class OpenWatch:
         max_message_size: int,
     ) -> WatchConnection:
         assert contact_point.port is not None  # the worker always passes its address
-        stream = await trio.open_tcp_stream(
-            contact_point.host,
-            contact_point.port,
-            local_address=self.local_address(contact_point),
-        )
+        try:
+            stream = await trio.open_tcp_stream(
+                contact_point.host,
+                contact_point.port,
+                local_address=self.local_address(contact_point),
+            )
+        except trio.Cancelled:
+            self.connect_cancelled()
+            raise
         self.connection_opened(contact_point)
         watched: trio.SocketStream | trio.SSLStream[trio.SocketStream] = stream
         try:

@@ -109,18 +109,20 @@ def test_only_the_founder_holds_a_socket_per_live_peer_in_both_directions(
     assert topology["tcp_sockets_per_non_founder_max"] < topology["tcp_sockets_founder"]
 
 
-@pytest.mark.parametrize("scenario", ["stalled", "formation"])
-def test_connections_opened_on_metrics_equal_the_kernels_count(
-    document: dict[str, Any], scenario: str
-) -> None:
-    """Every live node of ours, scraped at the end of its run: /metrics says what the kernel saw."""
+def test_connections_opened_on_metrics_equal_the_kernels_count(document: dict[str, Any]) -> None:
+    """Every node of ours, scraped at the end of the stall: /metrics says what the kernel saw."""
     for strategy in ("ours-watch", "ours-poll", "ours-mesh"):
-        check = run_of(document, scenario, strategy)["connections_cross_check"]
-        assert check["nodes_checked"] == NODES, (strategy, check)
+        check = run_of(document, "stalled", strategy)["connections_cross_check"]
+        assert check["nodes_checked"] == UP, (strategy, check)
         for address, figures in check["per_node"].items():
-            assert figures["metrics"] == figures["kernel"] > 0, (strategy, address, figures)
-        assert check["nodes_equal"] == NODES
-    assert run_of(document, scenario, "anchor")["connections_cross_check"] is None  # no /metrics
+            assert figures["settled"], (strategy, address, figures)  # two scrapes agreed
+            opened, kernel, cancelled = figures["metrics"], figures["kernel"], figures["cancelled"]
+            # Equal, but for connects cancelled in flight that the kernel had completed.
+            assert 0 < opened <= kernel <= opened + cancelled, (strategy, address, figures)
+            if cancelled == 0:
+                assert opened == kernel
+        assert check["nodes_consistent"] == UP
+    assert run_of(document, "stalled", "anchor")["connections_cross_check"] is None  # no /metrics
 
 
 def test_the_anchor_opens_a_connection_per_probe(document: dict[str, Any]) -> None:

@@ -1361,3 +1361,65 @@ def test_against_the_real_management_server_one_connection(transport: str) -> No
 
     run()
     assert contacted == {own}
+
+
+# --- connects cut short (connects_cancelled) -------------------------------------------------
+
+
+async def _cancelled_error() -> trio.Cancelled:
+    """A real ``trio.Cancelled``, as a cancelled connect would raise it."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.sleep(1)
+        except trio.Cancelled as cancelled:
+            return cancelled
+    raise AssertionError("not cancelled")
+
+
+def test_a_watch_connect_cancelled_in_flight_is_counted_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bootstrap.prober._watch import OpenWatch
+
+    async def hang(*args: object, **kwargs: object) -> trio.SocketStream:
+        await trio.sleep_forever()
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(trio, "open_tcp_stream", hang)
+    opened: list[ContactPoint] = []
+    cancelled: list[None] = []
+    connect = OpenWatch(
+        local_address=lambda point: None,
+        tls_context=None,
+        connection_opened=opened.append,
+        connect_cancelled=lambda: cancelled.append(None),
+    )
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(1):
+                await connect(nursery, PEER, resource="/", extra_headers=[], max_message_size=1024)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert (opened, len(cancelled)) == ([], 1)
+
+
+def test_an_http_connect_cancelled_in_flight_is_counted_apart() -> None:
+    async def main() -> None:
+        prober = Prober(
+            settings=SETTINGS,
+            self_contact_point=SELF,
+            service_name=None,
+            transport="poll",
+            report=Reports(),
+        )
+        trace = prober._trace_for(PEER)  # the hook httpcore calls for each request
+        await trace("connection.connect_tcp.failed", {"exception": await _cancelled_error()})
+        await trace("connection.connect_tcp.failed", {"exception": ConnectionRefusedError()})
+        statistics = prober.statistics()
+        assert (statistics.connections_opened, statistics.connects_cancelled) == (0, 1)
+        await trace("connection.connect_tcp.complete", {})
+        assert prober.statistics().connections_opened == 1
+
+    trio.run(main)
