@@ -55,6 +55,7 @@ if __package__ in (None, ""):
 
 from benchmarks import procfs
 from benchmarks.churn_node import STRATEGIES as CHURN_NODE_STRATEGIES
+from benchmarks.handshakes import HandshakeCounters
 from benchmarks.isolation import Isolation, exit_on_sigterm, fresh_isolation, netns_available
 from benchmarks.node_processes import (
     PEKKO_REMOTE_PORT,
@@ -127,6 +128,8 @@ class Run:
         self._sampled = threading.Condition()
         self._samples_taken = 0
         self._kernel_totals: dict[str, int] = {}
+        # The kernel's exact count of each node's connections, where root and nft allow.
+        self.handshakes = HandshakeCounters.install(isolation, args.port)
 
     # nodes
 
@@ -181,6 +184,8 @@ class Run:
             node.terminate()
         for node in self.nodes.values():
             node.stop()
+        if self.handshakes is not None:
+            self.handshakes.remove()
 
     def start_sampling(self) -> None:
         self._sampler.start()
@@ -268,6 +273,8 @@ class Run:
         ``connects_cancelled_total``, so the kernel's count lies between opened and opened plus
         cancelled.
 
+        The kernel's count is that of nftables (``benchmarks/handshakes.py``: exact), else
+        the sampled socket table's (which misses a connection reset within a second).
         Taken while sampling goes on, at a quiet moment (the end of a stall: no node decides,
         so none cancels a probe in the middle of a connect). Every node is scraped, then the
         next sample's kernel totals are taken, then every node is scraped again. A node whose
@@ -282,7 +289,9 @@ class Run:
         pending = [index for index, node in sorted(self.nodes.items()) if node.alive]
         for attempt in range(1, _CROSS_CHECK_ATTEMPTS + 1):
             before = {index: self._scrape_connections_opened(index) for index in pending}
-            kernel = self._next_kernel_totals()
+            kernel = (
+                self._next_kernel_totals() if self.handshakes is None else self.handshakes.counts()
+            )
             after = {index: self._scrape_connections_opened(index) for index in pending}
             unsettled = []
             for index in pending:
@@ -307,6 +316,7 @@ class Run:
             if not pending:
                 break
         return {
+            "kernel_count": "socket table, sampled" if self.handshakes is None else "nftables",
             "per_node": per_node,
             "nodes_checked": len(per_node),
             "nodes_equal": sum(
