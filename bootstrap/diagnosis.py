@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
-__all__ = ["Finding", "Reading", "Report", "diagnose"]
+__all__ = ["Finding", "Reading", "Report", "diagnose", "listed_contact_points"]
 
 #: Resolves a host name to its addresses (empty when it does not resolve); the command passes
 #: one built on :func:`socket.getaddrinfo`, tests a table.
@@ -130,6 +130,11 @@ def _points(status: Mapping[str, object]) -> list[Mapping[str, object]]:
     return [point for point in points if isinstance(point, dict)]
 
 
+def listed_contact_points(status: Mapping[str, object]) -> list[str]:
+    """The contact points ``status`` lists (what its node discovered), in its order."""
+    return [point for point in (_text(p, "contactPoint") for p in _points(status)) if point]
+
+
 def _setting(status: Mapping[str, object], key: str) -> object:
     settings = status.get("settings")
     return settings.get(key) if isinstance(settings, dict) else None
@@ -231,7 +236,7 @@ def _self_not_discovered(status: Mapping[str, object], resolve: Resolver | None)
     if _waiting_on(status) != "self-not-discovered":
         return []
     name = _name(status)
-    discovered = [_text(point, "contactPoint") for point in _points(status)]
+    discovered = listed_contact_points(status)
     details = [
         f"this node's contact point is {name}; discovery lists "
         + (", ".join(discovered) if discovered else "nothing")
@@ -270,7 +275,7 @@ def _required_above_discovered(statuses: Sequence[Mapping[str, object]]) -> list
     groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
     for status in statuses:
         required = _setting(status, "requiredContactPoints")
-        listed = tuple(_text(point, "contactPoint") for point in _points(status))
+        listed = tuple(listed_contact_points(status))
         if _waiting_on(status) == "discovery":
             continue  # no discovery result yet: that is the finding
         if _decided(status) or not isinstance(required, int) or len(listed) >= required:
@@ -449,20 +454,10 @@ def _clusters(statuses: Sequence[Mapping[str, object]]) -> list[frozenset[str]]:
     """
     groups: list[set[str]] = []
     for status in statuses:
-        decision = status.get("decision")
-        sets: list[set[str]] = []
-        if isinstance(decision, dict):
-            if decision.get("kind") == "join-self":
-                sets.append({_text(status, "selfNode")})
-            seeds = decision.get("seedNodes")
-            if isinstance(seeds, list):
-                sets.append({seed for seed in seeds if isinstance(seed, str)})
-        for point in _points(status):
-            seeds = point.get("seedNodes")
-            if isinstance(seeds, list) and seeds:
-                sets.append({seed for seed in seeds if isinstance(seed, str)})
+        sets = [_own_cluster(status)] + [
+            _seeds(point.get("seedNodes")) for point in _points(status)
+        ]
         for members in sets:
-            members.discard("")
             if not members:
                 continue
             overlapping = [group for group in groups if group & members]
@@ -471,16 +466,30 @@ def _clusters(statuses: Sequence[Mapping[str, object]]) -> list[frozenset[str]]:
     return sorted((frozenset(group) for group in groups), key=sorted)
 
 
+def _seeds(value: object) -> set[str]:
+    return (
+        {seed for seed in value if isinstance(seed, str) and seed}
+        if isinstance(value, list)
+        else set()
+    )
+
+
+def _own_cluster(status: Mapping[str, object]) -> set[str]:
+    """The seed nodes of the cluster this node decided to be in (empty while undecided)."""
+    decision = status.get("decision")
+    if not isinstance(decision, dict):
+        return set()
+    if decision.get("kind") == "join-self":
+        return _seeds([_text(status, "selfNode")])
+    return _seeds(decision.get("seedNodes"))
+
+
 def _two_clusters(
     clusters: Sequence[frozenset[str]], statuses: Sequence[Mapping[str, object]]
 ) -> Finding:
     details = []
     for number, seeds in enumerate(clusters, 1):
-        members = [
-            _name(status)
-            for status in statuses
-            if _decided(status) and any(own & seeds for own in _clusters([_decision_only(status)]))
-        ]
+        members = [_name(status) for status in statuses if _own_cluster(status) & seeds]
         details.append(
             f"cluster {number}: seed nodes {', '.join(sorted(seeds))}"
             + (f"; members read: {', '.join(members)}" if members else "")
@@ -495,11 +504,6 @@ def _two_clusters(
         "to list a new replica everywhere",
         about=tuple(_name(status) for status in statuses),
     )
-
-
-def _decision_only(status: Mapping[str, object]) -> Mapping[str, object]:
-    """``status`` without the answers it holds: the cluster this node itself is in."""
-    return {key: value for key, value in status.items() if key != "contactPoints"}
 
 
 def _still_waiting(status: Mapping[str, object]) -> list[Finding]:

@@ -12,17 +12,14 @@ import argparse
 import functools
 import socket
 import ssl
-from collections.abc import Mapping
 
 import attrs
 import httpx
 import trio
 
-from ..core.wire import STATUS_PATH
-from ..diagnosis import Reading, Report, diagnose
-from ..error_chain import causes
-from ..prober import tls_failure_reason
+from ..diagnosis import Reading, Report, diagnose, listed_contact_points
 from .security import add_security_arguments, status_client_options
+from .status import read_status, split_url
 
 __all__ = ["add_arguments", "format_report", "run"]
 
@@ -58,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_nodes < 1:
         args.parser.error("argument --max-nodes: must be at least 1")
     headers, tls = status_client_options(args.parser, args)
-    starts = [_contact_point_and_scheme(url, tls) for url in args.urls]
+    starts = [split_url(url, tls) for url in args.urls]
     readings = trio.run(
         _read_all,
         starts,
@@ -71,13 +68,6 @@ def run(args: argparse.Namespace) -> int:
     report = diagnose(readings, resolve=_resolve)
     print(format_report(report))
     return 0 if report.formed else 1
-
-
-def _contact_point_and_scheme(url: str, tls: ssl.SSLContext | None) -> tuple[str, str]:
-    if "://" not in url:
-        url = ("http://" if tls is None else "https://") + url
-    scheme, _, rest = url.partition("://")
-    return rest.split("/", 1)[0], scheme
 
 
 async def _read_all(
@@ -97,10 +87,10 @@ async def _read_all(
         async def read(contact_point: str, scheme: str, *, given: bool) -> None:
             # A contact point its status lists is read with the scheme this node was read with.
             async with limiter:
-                reading = await _read(client, contact_point, scheme)
+                reading = await read_status(client, contact_point, scheme)
             readings[contact_point] = attrs.evolve(reading, given=given)
             if follow and reading.status is not None:
-                for point in _listed(reading.status):
+                for point in listed_contact_points(reading.status):
                     if point not in readings and len(readings) < max_nodes:
                         readings[point] = Reading(point)  # claimed: read once
                         nursery.start_soon(functools.partial(read, point, scheme, given=False))
@@ -113,40 +103,6 @@ async def _read_all(
                         functools.partial(read, contact_point, start_scheme, given=True)
                     )
     return sorted(readings.values(), key=lambda reading: reading.contact_point)
-
-
-def _listed(status: Mapping[str, object]) -> list[str]:
-    points = status.get("contactPoints")
-    if not isinstance(points, list):
-        return []
-    listed = [point.get("contactPoint") for point in points if isinstance(point, dict)]
-    return [point for point in listed if isinstance(point, str) and point]
-
-
-async def _read(client: httpx.AsyncClient, contact_point: str, scheme: str) -> Reading:
-    url = f"{scheme}://{contact_point}{STATUS_PATH}"
-    try:
-        response = await client.get(url)
-    except httpx.HTTPError as error:
-        tls_reason = tls_failure_reason(causes(error))
-        if tls_reason is not None:
-            return Reading(contact_point, error_kind="tls", error=f"{url}: {tls_reason}")
-        return Reading(contact_point, error_kind="unreachable", error=f"{url}: {error!r}")
-    if response.status_code == 401:
-        hint = (
-            "it refused the secret of --secret-file"
-            if "Authorization" in client.headers
-            else "it requires the cluster's secret"
-        )
-        return Reading(contact_point, error_kind="unauthorized", error=f"{url}: HTTP 401: {hint}")
-    try:
-        response.raise_for_status()
-        body = response.json()
-    except (httpx.HTTPError, ValueError) as error:
-        return Reading(contact_point, error_kind="invalid", error=f"{url}: {error}")
-    if not isinstance(body, dict):
-        return Reading(contact_point, error_kind="invalid", error=f"{url}: not a status document")
-    return Reading(contact_point, status=body)
 
 
 def _resolve(host: str) -> frozenset[str]:

@@ -464,9 +464,9 @@ class BootstrapMachine:
         self, when: float, sequence: int, kind: _TimerKind, peer: _Peer | None
     ) -> bool:
         # Timers are never removed from the heap; an entry is live only while it still matches
-        # the state it was scheduled for (lazy deletion keeps every update O(log n)).
-        if self._decision is not None:
-            return False
+        # the state it was scheduled for (lazy deletion keeps every update O(log n)). Decided,
+        # the timers sleep and nobody asks (_advance, _expire_before_event, next_deadline).
+        assert self._decision is None  # internal invariant
         if kind == "lookup":
             return not self._lookup_outstanding and self._lookup_due == when
         if kind == "stable":

@@ -9,6 +9,7 @@ connection per peer per probe interval), or the comparison would prove nothing.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,12 @@ def test_only_the_founder_holds_a_socket_per_live_peer_in_both_directions(
 
 def test_connections_opened_on_metrics_equal_the_kernels_count(document: dict[str, Any]) -> None:
     """Every node of ours, scraped at the end of the stall: /metrics says what the kernel saw."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        pytest.skip("the kernel's exact count (nftables counters) needs root and nft, as CI has")
     for strategy in ("ours-watch", "ours-poll", "ours-mesh"):
         check = run_of(document, "stalled", strategy)["connections_cross_check"]
         assert check["nodes_checked"] == UP, (strategy, check)
-        if os.geteuid() == 0:  # (CI): the kernel's exact count, not the sampled socket table
-            assert check["kernel_count"] == "nftables"
+        assert check["kernel_count"] == "nftables"
         for address, figures in check["per_node"].items():
             assert figures["settled"], (strategy, address, figures)  # two scrapes agreed
             opened, kernel, cancelled = figures["metrics"], figures["kernel"], figures["cancelled"]

@@ -8,6 +8,7 @@ or suffered (files it wrote, signals it got). Every test is bounded by ``run``'s
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,11 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_delay(tmp_path: Path
 
     run(main)
     pids = [int(started.read_text()), int(child.read_text())]
+    # SIGKILL is delivered at once, but a killed process takes a moment to exit: give the
+    # kernel up to 2 s (a process that survived SIGKILL's group never stops).
+    deadline = time.monotonic() + 2
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert [running(pid) for pid in pids] == [False, False]
 
 

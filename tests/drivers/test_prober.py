@@ -622,17 +622,22 @@ async def test_stop_all_forgets_every_peer() -> None:
         assert prober.statistics().peers == 0
 
 
-@trio_test()
-async def test_probe_needs_run_and_run_runs_once() -> None:
-    """probe() before run() and a second run() are usage errors."""
-    prober = Prober(
+def poll_prober(**overrides: Any) -> Prober:
+    """A polling prober with the module's settings, not running."""
+    return Prober(
         settings=SETTINGS,
         self_contact_point=SELF,
         service_name=None,
         transport="poll",
         report=Reports(),
-        http_transport=httpx.MockTransport(respond()),
+        **overrides,
     )
+
+
+@trio_test()
+async def test_probe_needs_run_and_run_runs_once() -> None:
+    """probe() before run() and a second run() are usage errors."""
+    prober = poll_prober(http_transport=httpx.MockTransport(respond()))
     with pytest.raises(UsageError, match=r"needs Prober\.run\(\) running"):
         prober.probe(PEER)
     async with trio.open_nursery() as nursery:
@@ -1407,13 +1412,7 @@ def test_a_watch_connect_cancelled_in_flight_is_counted_apart(
 
 def test_an_http_connect_cancelled_in_flight_is_counted_apart() -> None:
     async def main() -> None:
-        prober = Prober(
-            settings=SETTINGS,
-            self_contact_point=SELF,
-            service_name=None,
-            transport="poll",
-            report=Reports(),
-        )
+        prober = poll_prober()
         trace = prober._trace_for(PEER)  # the hook httpcore calls for each request
         await trace("connection.connect_tcp.failed", {"exception": await _cancelled_error()})
         await trace("connection.connect_tcp.failed", {"exception": ConnectionRefusedError()})
